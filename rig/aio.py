@@ -1,0 +1,56 @@
+"""A background asyncio loop in its own thread, for servers and clients that are async by nature.
+
+The rig's OCPP central system runs in one; the emulated bench runs its servers in another.
+The test thread stays synchronous and hands coroutines over with `run()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+from typing import Any, Coroutine
+
+
+class LoopThread:
+    def __init__(self, name: str):
+        self.name = name
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._started = threading.Event()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._started.set)
+        self.loop.run_forever()
+        # drain what is left so sockets close cleanly
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
+
+    def start(self) -> "LoopThread":
+        self._thread.start()
+        self._started.wait(5)
+        return self
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = 10.0) -> Any:
+        """Run `coro` in the loop and wait (real time) for its result."""
+        return self.submit(coro).result(timeout)
+
+    def call(self, fn, *args) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+
+    @property
+    def in_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
