@@ -1,0 +1,252 @@
+"""The rig: every instrument of one bench, opened from a rig file, with its safe state.
+
+`open_rig()` reads the rig file; for the emulated bench it first starts `rig.sim.bench`, which
+serves every instrument on loopback and pseudo-terminals and fills in the "auto" addresses.
+From there on the same drivers run, whatever the bench.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rig.clock import Clock, RealClock
+from rig.errors import ChargerFailure, RigFault, SafeStateError
+from rig.measure import MeasurementLog
+from rig.vehicle import Vehicle
+
+SAFE_SUPPLY_TOLERANCE_V = 5.0  # how close to nominal the source must read back to call the supply nominal
+SAFE_IDLE_CURRENT_A = 0.5  # no more than this may flow in the safe state (limits: mtr.idle_current_max_a)
+
+
+def default_rig_path(rootdir: Path) -> Path:
+    for base in (rootdir, Path(__file__).resolve().parent.parent):
+        p = base / "fixtures" / "rigs" / "emulated.toml"
+        if p.exists():
+            return p
+    raise FileNotFoundError("no --rig given and fixtures/rigs/emulated.toml not found")
+
+
+def open_rig(
+    rig_path: str | None,
+    rootdir: Path,
+    model: str | None = None,
+    seed: int = 1,
+    defect: str | None = None,
+    limits_path: str | None = None,
+    progress=None,
+) -> "Rig":
+    from rig import rigfile as rf
+    from rig.requirements import load_limits
+
+    path = Path(rig_path) if rig_path else default_rig_path(rootdir)
+    rigfile = rf.load_rigfile(path)
+    emulated = rigfile.bench.kind == "emulated"
+    if model:
+        if not emulated:
+            raise rf.RigFileError(str(path), "--sim-model", "only applies to the emulated bench")
+        rigfile = rf.with_model(rigfile, model)
+    if defect and not emulated:
+        raise rf.RigFileError(str(path), "--sim-defect", "only applies to the emulated bench")
+    profile = rf.load_profile(rigfile)
+    limits = load_limits(overrides=[limits_path] if limits_path else ())
+    if emulated:
+        from rig.sim.bench import EmulatedBench
+
+        bench = EmulatedBench(rigfile, profile, seed=seed, defect=defect)
+        sections = bench.start()
+        clock: Clock = bench.clock
+    else:
+        bench = None
+        sections = {name: rigfile.section(name) for name in rf.INSTRUMENT_SECTIONS}
+        clock = RealClock(progress=progress)
+    rig = Rig(rigfile, profile, limits, clock, sections, bench)
+    try:
+        rig.open()
+    except BaseException:
+        rig.close()
+        raise
+    return rig
+
+
+class Rig:
+    """The bench as tests see it: instruments, the vehicle, the clock, limits and the safe state."""
+
+    def __init__(self, rigfile, profile: dict, limits: dict, clock: Clock, sections: dict, bench=None):
+        self.rigfile, self.profile, self.limits = rigfile, profile, limits
+        self.clock, self.sections, self.bench = clock, sections, bench
+        self.model_name = rigfile.product.model
+        self.serial = rigfile.product.serial
+        central = sections["central"]
+        self.cp_id = self.serial if central.get("charge_point_id", "auto") == "auto" else central["charge_point_id"]
+        self.log = MeasurementLog()
+        self._restore_config: dict[str, str] = {}
+        self._opened: list = []
+
+    # ------------------------------------------------------------------ life cycle
+    def open(self) -> None:
+        from rig.instruments.ac_load import AcLoad
+        from rig.instruments.ac_source import AcSource
+        from rig.instruments.central_system import CentralSystem
+        from rig.instruments.console import Console
+        from rig.instruments.injector import Injector
+        from rig.instruments.led_sensor import LedSensor
+        from rig.instruments.meter import Meter
+        from rig.instruments.pilot import PilotBox
+
+        s, c = self.sections, self.clock
+        pin_factory = self.bench.pin_factory if self.bench else None
+        self.central = self._open(CentralSystem("central_system", self._central_config(), c))
+        self.pilot = self._open(PilotBox("pilot", s["pilot"], c, pin_factory=pin_factory))
+        self.meter = self._open(Meter("meter", s["meter"], c))
+        self.load = self._open(AcLoad("load", s["load"], c))
+        self.source = self._open(AcSource("source", s["source"], c))
+        self.injector = self._open(Injector("injector", s["injector"], c))
+        self.led = self._open(LedSensor("led_sensor", s["led_sensor"], c, self.profile))
+        self.console = self._open(Console("console", s["console"], c))
+        self.ev = Vehicle(self.pilot, self.load, c, self.profile)
+        if self.bench is not None:
+            self.bench.connect_charger(self.central.url_for(self.cp_id))
+        self.safe_state()
+
+    def _central_config(self) -> dict:
+        cfg = dict(self.sections["central"])
+        if cfg.get("port") == "auto":
+            cfg["port"] = 0
+        cfg.setdefault("path_prefix", self.profile["ocpp"]["path_prefix"])
+        cfg.setdefault("heartbeat_s", self.profile["ocpp"]["heartbeat_s"])
+        return cfg
+
+    def _open(self, instrument):
+        instrument.open()
+        self._opened.append(instrument)
+        return instrument
+
+    def close(self) -> None:
+        try:
+            if self._opened:
+                self.safe_state()
+        except RigFault:
+            pass  # closing anyway; the failure was already reported by the test that saw it
+        finally:
+            for instrument in reversed(self._opened):
+                try:
+                    instrument.close()
+                except Exception:  # one instrument failing to close must not keep the others open
+                    pass
+            self._opened.clear()
+            if self.bench is not None:
+                self.bench.stop()
+
+    # ------------------------------------------------------------------ per test
+    def begin_test(self, nodeid: str, attach=None) -> None:
+        self.log = MeasurementLog(attach)
+        self.safe_state()
+        self.verify_safe_state()
+
+    def end_test(self) -> list[dict]:
+        try:
+            self._restore_configuration()
+        finally:
+            self.safe_state()
+            self.verify_safe_state()
+        return self.log.as_dicts()
+
+    # ------------------------------------------------------------------ safe state
+    def safe_state(self) -> None:
+        """Load off, injector at 0, supply nominal, pilot in state A. Every step is tried."""
+        problems = []
+        for name, step in (
+            ("load", lambda: self.load.off()),
+            ("injector", lambda: self.injector.off()),
+            ("source", lambda: self.source.nominal()),
+            ("pilot", lambda: self.pilot.safe()),
+        ):
+            if not hasattr(self, name):
+                continue
+            try:
+                step()
+            except Exception as exc:  # keep going: the other instruments must still be made safe
+                problems.append(f"{name}: {exc}")
+        if problems:
+            raise SafeStateError("rig", "could not reach the safe state: " + "; ".join(problems))
+
+    def verify_safe_state(self) -> None:
+        nominal = float(self.sections["source"].get("nominal_v", 230.0))
+        checks = [
+            ("load", not self.load.is_on(), "load still on"),
+            ("injector", self.injector.is_off(), "injector not at 0"),
+            ("source", self.source.is_on()
+             and all(abs(v - nominal) <= SAFE_SUPPLY_TOLERANCE_V for v in self.source.voltages()),
+             "supply not nominal"),
+            ("pilot", self.pilot.state == "A", "pilot not in state A"),
+        ]
+        for instrument, ok, what in checks:
+            if not ok:
+                raise SafeStateError(instrument, f"safe state not confirmed: {what}")
+
+    # ------------------------------------------------------------------ limits and measurements
+    def limit(self, key: str) -> float:
+        return self.limits[key].value
+
+    def source_of(self, key: str) -> str:
+        lim = self.limits[key]
+        return f"{key} ({lim.source} [{lim.confidence}])"
+
+    def check(self, name, value, unit, low=None, high=None, source="", resolution=None):
+        return self.log.check(name, value, unit, low, high, source, resolution)
+
+    def check_limit(self, name: str, value, *, low: str | None = None, high: str | None = None,
+                    resolution: float | None = None, unit: str | None = None):
+        """Compare `value` with limits named in the limits data; records the sources."""
+        keys = [k for k in (low, high) if k]
+        unit = unit or self.limits[keys[0]].unit
+        lo = self.limit(low) if low else None
+        hi = self.limit(high) if high else None
+        return self.check(name, value, unit, lo, hi, "; ".join(self.source_of(k) for k in keys), resolution)
+
+    # ------------------------------------------------------------------ the unit
+    def await_ready(self, timeout_s: float = 60.0) -> None:
+        """Given a unit that has booted and is accepted by the central system (ChargerFailure if not)."""
+        ok = self.clock.wait_until(
+            lambda: self.central.connected(self.cp_id) and self._booted(), timeout_s, poll=0.5,
+            reason="waiting for the unit to register",
+        )
+        if ok is None:
+            raise ChargerFailure(f"unit {self.cp_id} did not connect and register within {timeout_s:g} s")
+
+    def _booted(self) -> bool:
+        boots = self.central.history(action="BootNotification", direction="in")
+        return bool(boots)
+
+    def configure(self, key: str, value: str) -> None:
+        """ChangeConfiguration, restored to the old value after the test."""
+        if key not in self._restore_config:
+            got = self.central.call("GetConfiguration", {"key": [key]}, cp_id=self.cp_id)
+            old = [k["value"] for k in got.get("configurationKey", []) if k["key"] == key]
+            if old:
+                self._restore_config[key] = old[0]
+        reply = self.central.call("ChangeConfiguration", {"key": key, "value": str(value)}, cp_id=self.cp_id)
+        if reply.get("status") != "Accepted":
+            raise ChargerFailure(f"ChangeConfiguration {key}={value} answered {reply}")
+
+    def _restore_configuration(self) -> None:
+        pending, self._restore_config = self._restore_config, {}
+        if pending and not self.central.connected(self.cp_id):
+            self.await_ready()
+        for key, value in pending.items():
+            self.central.call("ChangeConfiguration", {"key": key, "value": value}, cp_id=self.cp_id)
+
+    def power_cycle(self, off_s: float = 2.0) -> None:
+        self.source.power_off()
+        self.clock.sleep(off_s, "supply off")
+        self.source.power_on()
+
+    def wait_for_led(self, state: str, timeout_s: float = 15.0):
+        """Watch the LED until it shows `state`; returns the observation, or the last one seen."""
+        last = None
+        deadline = self.clock.now() + timeout_s
+        while self.clock.now() <= deadline:
+            last = self.led.observe()
+            if last.state == state:
+                return last
+        return last

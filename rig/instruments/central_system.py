@@ -1,0 +1,860 @@
+"""The rig's OCPP 1.6J central system: the server the charger under test connects to.
+
+It is an instrument like the meter or the load: the same code serves a real charger on a
+real bench and the emulated charger on the emulated bench. What it gives a test:
+
+* a history of every frame in and out, each with its clock time and whether it is valid
+  OCPP 1.6 (checked against the `ocpp` package's JSON schemas);
+* default answers to everything a charge point sends, and scripted answers per action
+  (accept, pending, reject, delay in clock time, drop, custom payload, CallError);
+* `wait_for(action, ...)` for the test thread, and `call(action, payload)` toward the charger.
+
+Blame: a message that does not arrive, an answer that never comes, a CallError or an
+invalid payload from the charger is the CHARGER's failure (an AssertionError subclass). Only
+the rig failing itself (cannot listen, cannot close its own socket) is an `InstrumentError`.
+
+We do not use `ocpp.ChargePoint` for dispatch: tests need to drop and delay answers in
+clock time, and the emulated bench needs every hop counted for settling (rig/ocppj.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+import threading
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from websockets.asyncio.server import serve
+
+from rig import ocppj
+from rig.aio import LoopThread
+from rig.clock import Clock
+from rig.errors import InstrumentError
+from rig.ocppj import CALL, CALL_ERROR, CALL_RESULT, CallErrorReply, Frame, Link, Violation
+
+IN = "in"  # charge point -> central system
+OUT = "out"  # central system -> charge point
+INVALID = "Invalid"  # message_type of a websocket message that is not an OCPP-J frame
+
+BIND_ATTEMPTS = 3
+CLOSE_HANDSHAKE_S = 2.0  # real seconds a charger gets to answer our close frame before TCP is cut
+CLOSE_TIMEOUT_S = 10.0  # real seconds to close our own sockets, handshake included
+
+
+# -- what goes wrong on the charger's side -----------------------------------------------------
+
+
+class CentralSystemTimeout(AssertionError):
+    """The charger did not send (or answer) something in time: a charger failure."""
+
+
+class CallErrorReceived(AssertionError):
+    """The charger answered a call from the central system with a CallError."""
+
+    def __init__(self, cp_id: str, action: str, code: str, description: str, details: Any):
+        super().__init__(f"charge point {cp_id} answered {action} with CallError {code}: {description!r}")
+        self.cp_id = cp_id
+        self.action = action
+        self.code = code
+        self.description = description
+        self.details = details
+
+
+class InvalidOcppMessage(AssertionError):
+    """The charger sent something that is not valid OCPP 1.6."""
+
+
+# -- records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """One websocket message in or out, as the central system saw it."""
+
+    index: int  # position in the history
+    time: float  # clock time when it was received or sent
+    cp_id: str
+    direction: str  # IN (charge point -> central system) | OUT
+    message_type: str  # "Call" | "CallResult" | "CallError" | "Invalid"
+    action: str | None  # for results and errors: the action of the call they answer
+    unique_id: str | None
+    payload: Any  # Call / CallResult payload; None for CallError and Invalid
+    valid: bool
+    error: str | None  # why it is not valid OCPP 1.6 (None when valid)
+    raw: str
+    error_code: str | None = None  # CallError only
+    error_description: str | None = None
+
+    def __str__(self) -> str:
+        what = self.action or "?"
+        body = self.payload if self.message_type != CALL_ERROR_NAME else f"{self.error_code} {self.error_description!r}"
+        flag = "" if self.valid else f"  INVALID: {self.error}"
+        return f"{self.time:.3f} s {self.direction} {self.message_type} {what} {body}{flag}"
+
+
+CALL_ERROR_NAME = ocppj.TYPE_NAMES[CALL_ERROR]
+
+
+@dataclass(frozen=True)
+class ConnectionEvent:
+    time: float
+    cp_id: str
+    kind: str  # "connected" | "disconnected"
+    detail: str  # subprotocol, or why the connection ended
+
+
+# -- scripted replies --------------------------------------------------------------------------
+
+#: charge-point-initiated actions the central system answers by default
+_NOTIFICATIONS = frozenset(
+    {
+        "Heartbeat",
+        "StatusNotification",
+        "MeterValues",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "SecurityEventNotification",
+        "LogStatusNotification",
+    }
+)
+#: actions whose answer carries a status, and the status reject() gives them
+_REJECTED_STATUS = {
+    "BootNotification": "Rejected",
+    "Authorize": "Invalid",
+    "StartTransaction": "Invalid",
+    "StopTransaction": "Invalid",
+    "DataTransfer": "Rejected",
+    "SignCertificate": "Rejected",
+}
+ANSWERED_ACTIONS = _NOTIFICATIONS | frozenset(_REJECTED_STATUS)
+RETRY_INTERVAL_S = 30  # BootNotification Pending/Rejected interval when a test gives none
+
+
+class Reply(ABC):
+    """One scripted way of answering one call from the charge point."""
+
+    def check(self, action: str) -> None:
+        """Raise ValueError if this reply makes no sense for `action` (a mistake in the test)."""
+
+    @abstractmethod
+    def respond(self, cs: "CentralSystem", conn: "_Connection", call: Frame) -> None:
+        """Act on `call` (in the central system's loop thread)."""
+
+
+class _Answer(Reply):
+    """A reply that answers at once with a payload or a CallError."""
+
+    @abstractmethod
+    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply: ...
+
+    def respond(self, cs: "CentralSystem", conn: "_Connection", call: Frame) -> None:
+        cs._send_answer(conn, call, self.answer(cs, call.action))
+
+
+def _only_boot_has_interval(action: str, interval: int | None) -> None:
+    if interval is not None and action != "BootNotification":
+        raise ValueError(f"an interval only belongs in a BootNotification answer, not {action}")
+
+
+@dataclass(frozen=True)
+class Accept(_Answer):
+    interval: int | None = None  # BootNotification only: heartbeat interval (default heartbeat_s)
+
+    def check(self, action: str) -> None:
+        if action not in ANSWERED_ACTIONS:
+            raise ValueError(f"no standard answer to {action}; script custom(payload) instead")
+        _only_boot_has_interval(action, self.interval)
+
+    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
+        return cs._standard_answer(action, "Accepted", self.interval)
+
+
+@dataclass(frozen=True)
+class Pending(_Answer):
+    interval: int = RETRY_INTERVAL_S  # seconds before the charger sends BootNotification again
+
+    def check(self, action: str) -> None:
+        if action != "BootNotification":
+            raise ValueError(f"Pending is a BootNotification status, not one of {action}")
+
+    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
+        return cs._standard_answer(action, "Pending", self.interval)
+
+
+@dataclass(frozen=True)
+class Reject(_Answer):
+    interval: int | None = None  # BootNotification only (default RETRY_INTERVAL_S)
+    status: str | None = None  # override, e.g. "Blocked" for Authorize (default per action)
+
+    def check(self, action: str) -> None:
+        if action not in _REJECTED_STATUS:
+            raise ValueError(f"the answer to {action} has no status to reject with; use call_error()")
+        _only_boot_has_interval(action, self.interval)
+
+    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
+        interval = self.interval if self.interval is not None else RETRY_INTERVAL_S
+        return cs._standard_answer(action, self.status or _REJECTED_STATUS[action], interval)
+
+
+@dataclass(frozen=True)
+class Custom(_Answer):
+    payload: dict  # sent as given, even if invalid (the history flags it)
+
+    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
+        return copy.deepcopy(self.payload)
+
+
+@dataclass(frozen=True)
+class ScriptedCallError(_Answer):
+    code: str
+    description: str = ""
+    details: dict = field(default_factory=dict)
+
+    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
+        return CallErrorReply(self.code, self.description, dict(self.details))
+
+
+@dataclass(frozen=True)
+class Delay(Reply):
+    seconds: float  # clock time, so virtual on the emulated bench
+    then: Reply
+
+    def check(self, action: str) -> None:
+        if self.seconds < 0:
+            raise ValueError(f"cannot answer {action} {self.seconds} s in the past")
+        self.then.check(action)
+
+    def respond(self, cs: "CentralSystem", conn: "_Connection", call: Frame) -> None:
+        ocppj.call_later(cs.clock, cs._loop.loop, self.seconds, lambda: self.then.respond(cs, conn, call))
+
+
+@dataclass(frozen=True)
+class Drop(Reply):
+    def respond(self, cs: "CentralSystem", conn: "_Connection", call: Frame) -> None:
+        return None  # never answer: the charger's own timeout must cope
+
+
+class _Default(_Answer):
+    """What the central system answers when nothing is scripted."""
+
+    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
+        if action in ANSWERED_ACTIONS:
+            return cs._standard_answer(action, "Accepted", None)
+        if ocppj.has_schema(action):
+            return CallErrorReply("NotSupported", f"the rig's central system does not handle {action}")
+        return CallErrorReply("NotImplemented", f"{action} is not an OCPP 1.6 action")
+
+
+def accept(interval: int | None = None) -> Accept:
+    """Accepted (BootNotification: `interval` = heartbeat interval, default heartbeat_s)."""
+    return Accept(interval)
+
+
+def pending(interval: int = RETRY_INTERVAL_S) -> Pending:
+    """BootNotification Pending; the charger should boot again after `interval` s."""
+    return Pending(interval)
+
+
+def reject(interval: int | None = None, status: str | None = None) -> Reject:
+    """Rejected / Invalid (per action); BootNotification: retry after `interval` s."""
+    return Reject(interval, status)
+
+
+def delay(seconds: float, then: Reply | None = None) -> Delay:
+    """Answer `seconds` of clock time later with `then` (default accept())."""
+    return Delay(seconds, then if then is not None else _Default())
+
+
+def drop() -> Drop:
+    """Never answer."""
+    return Drop()
+
+
+def custom(payload: dict) -> Custom:
+    """Answer with exactly `payload`."""
+    return Custom(payload)
+
+
+def call_error(code: str, description: str = "", details: dict | None = None) -> ScriptedCallError:
+    """Answer with a CallError (`code` must be an OCPP 1.6 error code)."""
+    CallErrorReply(code)  # validates the code now, in the test, not later in the loop
+    return ScriptedCallError(code, description, details or {})
+
+
+# -- the server --------------------------------------------------------------------------------
+
+
+class CentralSystemApi(Protocol):
+    """What tests and the plugin use of a central system."""
+
+    port: int | None
+
+    def open(self) -> "CentralSystemApi": ...
+    def close(self) -> None: ...
+    def url_for(self, cp_id: str) -> str: ...
+    def script(self, action: str, *replies: Reply) -> None: ...
+    def history(self, action: str | None = None, direction: str | None = None) -> list[Message]: ...
+    def wait_for(self, action: str, predicate: Callable[[dict], bool] | None = None,
+                 timeout: float = 60.0, after: int | Message | None = None) -> Message: ...
+    def call(self, action: str, payload: dict, timeout: float = 30.0) -> dict: ...
+    def connected(self, cp_id: str | None = None) -> bool: ...
+
+
+@dataclass
+class _Connection:
+    cp_id: str
+    link: Link
+    subprotocol: str | None
+    path: str
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    awaited: dict[str, "_Awaited"] = field(default_factory=dict)  # our calls without an answer yet
+
+
+class _Awaited:
+    """A call from the test thread waiting for the charger's answer."""
+
+    def __init__(self, action: str):
+        self.action = action
+        self.done = threading.Event()
+        self.payload: Any = None
+        self.violation: Violation | None = None
+        self.error: Frame | None = None  # the CallError, if that was the answer
+        self.lost: str | None = None  # why no answer can come any more
+
+    def answered(self, frame: Frame, violation: Violation | None) -> None:
+        if frame.kind == CALL_ERROR:
+            self.error = frame
+        self.payload = frame.payload
+        self.violation = violation
+        self.done.set()
+
+    def give_up(self, why: str) -> None:
+        self.lost = why
+        self.done.set()
+
+
+def _charge_point_id(path: str) -> str:
+    """OCPP-J: the charge point id is the last segment of the URL path."""
+    return urllib.parse.unquote(path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+
+
+def _pick_subprotocol(connection, offered) -> str | None:
+    """Prefer ocpp1.6 but accept a charger that offers none, so a test can see and fail it."""
+    return ocppj.SUBPROTOCOL if ocppj.SUBPROTOCOL in offered else None
+
+
+def _port(value) -> int:
+    return 0 if value in (None, "", "auto") else int(value)
+
+
+class CentralSystem:
+    """OCPP 1.6J central system in its own asyncio loop thread.
+
+    Config keys: host (default 127.0.0.1), port (0 or "auto" = any free), path_prefix
+    (default "/ocpp/"), heartbeat_s (default 300), poll_s (how finely waits look, clock seconds).
+    """
+
+    def __init__(self, name: str, config: dict, clock: Clock):
+        self.name = name
+        self.clock = clock
+        self.host = str(config.get("host") or "127.0.0.1")
+        self.port: int | None = None
+        self._wanted_port = _port(config.get("port", 0))
+        prefix = str(config.get("path_prefix", "/ocpp/"))
+        self.path_prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
+        self.heartbeat_s = int(config.get("heartbeat_s", 300))
+        self.poll_s = float(config.get("poll_s", 0.05 if clock.virtual else 0.01))
+        self._loop: LoopThread | None = None
+        self._server = None
+        self._lock = threading.Lock()
+        self._history: list[Message] = []
+        self._events: list[ConnectionEvent] = []
+        self._connections: dict[str, _Connection] = {}
+        self._scripts: dict[str, deque[Reply]] = {}
+        self._ids = ocppj.MessageIds("cs-")
+        self._transaction_ids = itertools.count(1)
+        self._handover_tag = f"ocpp-cs:{name}"
+
+    # -- life cycle --------------------------------------------------------------------------
+    def open(self) -> "CentralSystem":
+        if self._loop is not None:
+            return self
+        self._loop = LoopThread(f"{self.name}-ocpp").start()
+        try:
+            self._listen()
+        except BaseException:
+            self._loop.stop()
+            self._loop = None
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            self._stop_server(settle=False)  # the charger's side may already be gone: do not wait on it
+        finally:
+            self._loop.stop()
+            self._loop = None
+
+    def __enter__(self) -> "CentralSystem":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def url_for(self, cp_id: str) -> str:
+        """Where charge point `cp_id` connects to."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"ws://{host}:{self.port}{self.path_prefix}{urllib.parse.quote(cp_id, safe='')}"
+
+    def stop_listening(self) -> None:
+        """Make the central system unreachable: drop every connection and refuse new ones.
+
+        Returns once the charger has seen its connection end (on the emulated bench: settled).
+        """
+        self._stop_server(settle=True)
+
+    def _stop_server(self, settle: bool) -> None:
+        loop = self._require_loop()
+        if self._server is None:
+            return
+        try:
+            loop.run(self._shut_down(), timeout=CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            raise InstrumentError(self.name, "could not close its own server and connections") from None
+        self._server = None
+        if settle:
+            self._settle()
+
+    def start_listening(self) -> None:
+        """Listen again on the same port after stop_listening()."""
+        self._require_loop()
+        if self._server is None:
+            self._listen()
+
+    def _listen(self) -> None:
+        port = self.port if self.port is not None else self._wanted_port
+        last: BaseException | None = None
+        for attempt in range(BIND_ATTEMPTS):
+            try:
+                self._loop.run(self._serve(port), timeout=10)
+                return
+            except OSError as exc:  # port taken (or still in TIME_WAIT after stop_listening)
+                last = exc
+                time.sleep(0.05 * (attempt + 1))  # real time: waiting for the OS, not the charger
+        raise InstrumentError(self.name, f"cannot listen on {self.host}:{port}: {last}") from last
+
+    async def _serve(self, port: int) -> None:
+        self._server = await serve(
+            self._handler,
+            self.host,
+            port,
+            subprotocols=[ocppj.SUBPROTOCOL],
+            select_subprotocol=_pick_subprotocol,
+            ping_interval=None,  # the rig never drops a charger on its own; OCPP has Heartbeat
+            close_timeout=CLOSE_HANDSHAKE_S,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _shut_down(self) -> None:
+        for conn in self._live_connections():
+            conn.link.close(1001, "central system going away")
+        self._server.close(close_connections=False)
+        await self._server.wait_closed()
+
+    # -- connections -------------------------------------------------------------------------
+    def connected(self, cp_id: str | None = None) -> bool:
+        with self._lock:
+            if cp_id is None:
+                return any(c.link.open for c in self._connections.values())
+            conn = self._connections.get(cp_id)
+            return conn is not None and conn.link.open
+
+    def connection_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(cp for cp, c in self._connections.items() if c.link.open)
+
+    def subprotocol(self, cp_id: str | None = None) -> str | None:
+        """The subprotocol agreed with the charger (None: it offered no ocpp1.6)."""
+        return self._connection(cp_id).subprotocol
+
+    def wait_connected(self, timeout: float = 60.0, cp_id: str | None = None) -> str:
+        """Wait (clock time) for a charger to connect; return its charge point id."""
+        if not self._wait(lambda: self.connected(cp_id), timeout, "waiting for the charger to connect"):
+            who = f"charge point {cp_id}" if cp_id else "no charge point"
+            where = self.url_for(cp_id) if cp_id else f"ws://{self.host}:{self.port}{self.path_prefix}<id>"
+            raise CentralSystemTimeout(f"{who} connected to {where} within {timeout:g} s")
+        return cp_id if cp_id is not None else self.connection_ids()[0]
+
+    def disconnect(self, cp_id: str | None = None) -> bool:
+        """Close the charger's websocket from the rig's side; False if it was not connected."""
+        loop = self._require_loop()
+        try:
+            conn = self._connection(cp_id)
+        except AssertionError:
+            return False
+        try:
+            loop.run(self._close_connection(conn), timeout=CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            raise InstrumentError(self.name, f"could not close the connection of {conn.cp_id}") from None
+        self._settle()
+        return True
+
+    def events(self) -> list[ConnectionEvent]:
+        with self._lock:
+            return list(self._events)
+
+    async def _close_connection(self, conn: _Connection) -> None:
+        conn.link.close(1000, "disconnected by the test rig")
+        await conn.finished.wait()
+
+    def _live_connections(self) -> list[_Connection]:
+        with self._lock:
+            return [c for c in self._connections.values() if c.link.open]
+
+    def _connection(self, cp_id: str | None) -> _Connection:
+        with self._lock:
+            live = {cp: c for cp, c in self._connections.items() if c.link.open}
+        if cp_id is None and len(live) == 1:
+            return next(iter(live.values()))
+        if cp_id is None:
+            raise AssertionError(
+                "no charge point connected" if not live else f"several charge points connected: {sorted(live)}"
+            )
+        if cp_id not in live:
+            raise AssertionError(f"charge point {cp_id} not connected")
+        return live[cp_id]
+
+    async def _handler(self, ws) -> None:
+        cp_id = _charge_point_id(ws.request.path)
+        client_port = ws.remote_address[1]
+        link = Link(
+            ws,
+            self.clock,
+            in_tag=ocppj.link_tag(cp_id, client_port, "cs"),
+            out_tag=ocppj.link_tag(cp_id, client_port, "cp"),
+        )
+        conn = _Connection(cp_id, link, ws.subprotocol, ws.request.path)
+        with self._lock:
+            old = self._connections.get(cp_id)
+            self._connections[cp_id] = conn
+            self._events.append(ConnectionEvent(self.clock.now(), cp_id, "connected", f"subprotocol {ws.subprotocol}"))
+        if old is not None:
+            old.link.close(1000, "replaced by a new connection from the same charge point")
+        try:
+            await link.run(lambda text: self._on_message(conn, text))
+        finally:
+            self._forget(conn, link)
+            conn.finished.set()
+
+    def _forget(self, conn: _Connection, link: Link) -> None:
+        reason = link.close_reason()
+        with self._lock:
+            if self._connections.get(conn.cp_id) is conn:
+                del self._connections[conn.cp_id]
+            self._events.append(ConnectionEvent(self.clock.now(), conn.cp_id, "disconnected", reason))
+        for awaited in conn.awaited.values():
+            awaited.give_up(f"the connection ended ({reason})")
+        conn.awaited.clear()
+        link.release()
+
+    # -- history -----------------------------------------------------------------------------
+    def history(
+        self, action: str | None = None, direction: str | None = None, cp_id: str | None = None
+    ) -> list[Message]:
+        """Every frame so far, oldest first, optionally only one action / direction / charger."""
+        with self._lock:
+            return [
+                m
+                for m in self._history
+                if (action is None or m.action == action)
+                and (direction is None or m.direction == direction)
+                and (cp_id is None or m.cp_id == cp_id)
+            ]
+
+    def mark(self) -> int:
+        """A history index to pass as `after=` to see only what comes from now on."""
+        with self._lock:
+            return len(self._history)
+
+    def assert_valid(self, message: Message) -> Message:
+        """Fail (the charger) if `message` is not valid OCPP 1.6."""
+        if not message.valid:
+            raise InvalidOcppMessage(
+                f"{message.message_type} {message.action or ''} from charge point {message.cp_id} "
+                f"at {message.time:.3f} s is not valid OCPP 1.6: {message.error}"
+            )
+        return message
+
+    def _record(self, conn: _Connection, direction: str, kind: str, frame: Frame | None, action: str | None,
+                violation: Violation | str | None, raw: str) -> Message:
+        with self._lock:
+            message = Message(
+                index=len(self._history),
+                time=self.clock.now(),
+                cp_id=conn.cp_id,
+                direction=direction,
+                message_type=kind,
+                action=action,
+                unique_id=frame.unique_id if frame else None,
+                payload=frame.payload if frame else None,
+                valid=violation is None,
+                error=None if violation is None else str(violation),
+                raw=raw if isinstance(raw, str) else repr(raw),
+                error_code=frame.error_code if frame else None,
+                error_description=frame.error_description if frame else None,
+            )
+            self._history.append(message)
+        return message
+
+    # -- charge-point-initiated calls ------------------------------------------------------------
+    def script(self, action: str, *replies: Reply) -> None:
+        """Queue answers for the next calls of `action`; once they are used the default applies."""
+        for reply in replies:
+            if not isinstance(reply, Reply):
+                raise TypeError(f"script({action!r}, ...) takes replies such as accept(), not {reply!r}")
+            reply.check(action)
+        with self._lock:
+            self._scripts.setdefault(action, deque()).extend(replies)
+
+    def clear_scripts(self, action: str | None = None) -> None:
+        with self._lock:
+            if action is None:
+                self._scripts.clear()
+            else:
+                self._scripts.pop(action, None)
+
+    def wait_for(
+        self,
+        action: str,
+        predicate: Callable[[dict], bool] | None = None,
+        timeout: float = 60.0,
+        after: int | Message | None = None,
+        since: float | None = None,
+        cp_id: str | None = None,
+    ) -> Message:
+        """The first call of `action` from the charger (whose payload satisfies `predicate`).
+
+        Looks at the whole history unless `after` (a history index from mark(), or a Message:
+        only later ones) or `since` (clock time) narrows it. Waits in clock time.
+        """
+        start = self._start_index(after)
+        found: list[Message] = []
+
+        def arrived() -> bool:
+            found[:] = self._matching_calls(action, predicate, start, since, cp_id)[:1]
+            return bool(found)
+
+        if not self._wait(arrived, timeout, f"waiting for the charger to send {action}"):
+            raise CentralSystemTimeout(self._what_arrived(action, predicate, timeout, start, since, cp_id))
+        return found[0]
+
+    def _start_index(self, after: int | Message | None) -> int:
+        if after is None:
+            return 0
+        if isinstance(after, Message):
+            return after.index + 1
+        return int(after)
+
+    def _calls_in(self, start: int, since: float | None, cp_id: str | None) -> list[Message]:
+        with self._lock:
+            window = self._history[start:]
+        return [
+            m
+            for m in window
+            if m.direction == IN
+            and m.message_type == "Call"
+            and (since is None or m.time >= since)
+            and (cp_id is None or m.cp_id == cp_id)
+        ]
+
+    def _matching_calls(self, action, predicate, start, since, cp_id) -> list[Message]:
+        return [
+            m
+            for m in self._calls_in(start, since, cp_id)
+            if m.action == action and (predicate is None or _satisfies(predicate, m.payload))
+        ]
+
+    def _what_arrived(self, action, predicate, timeout, start, since, cp_id) -> str:
+        wanted = action + (" matching the condition" if predicate is not None else "")
+        calls = self._calls_in(start, since, cp_id)
+        if not calls:
+            seen = "nothing"
+        else:
+            seen = "; ".join(f"{m.time:.3f} s {m.action} {json.dumps(m.payload)[:160]}" for m in calls[-20:])
+            if len(calls) > 20:
+                seen = f"(last 20 of {len(calls)}) " + seen
+        return f"the charger did not send {wanted} within {timeout:g} s; it sent: {seen}"
+
+    def _on_message(self, conn: _Connection, text: str | bytes) -> None:
+        """One websocket message from the charger (loop thread)."""
+        try:
+            frame = ocppj.decode(text)
+        except ocppj.FrameError as bad:
+            self._record(conn, IN, INVALID, None, None, f"{bad.code}: {bad.description}", text)
+            if bad.answerable:
+                self._send_error(conn, bad.unique_id, None, CallErrorReply(bad.code, bad.description))
+            return
+        if frame.kind == CALL:
+            violation = ocppj.validate(CALL, frame.action, frame.payload)
+            self._record(conn, IN, frame.kind_name, frame, frame.action, violation, text)
+            self._next_reply(frame.action).respond(self, conn, frame)
+        else:
+            self._on_answer(conn, frame, text)
+
+    def _next_reply(self, action: str) -> Reply:
+        with self._lock:
+            queue = self._scripts.get(action)
+            if queue:
+                return queue.popleft()
+        return _Default()
+
+    def _send_answer(self, conn: _Connection, call: Frame, answer: dict | CallErrorReply) -> None:
+        if not conn.link.open:
+            return  # the charger went away while the answer waited; nobody to tell
+        if isinstance(answer, CallErrorReply):
+            self._send_error(conn, call.unique_id, call.action, answer)
+            return
+        text = ocppj.encode_result(call.unique_id, answer)
+        violation = ocppj.validate(CALL_RESULT, call.action, answer)
+        frame = Frame(CALL_RESULT, call.unique_id, payload=answer)
+        self._record(conn, OUT, frame.kind_name, frame, call.action, violation, text)
+        conn.link.send(text)
+
+    def _send_error(self, conn: _Connection, unique_id: str, action: str | None, error: CallErrorReply) -> None:
+        text = ocppj.encode_error(unique_id, error.code, error.description, error.details)
+        frame = Frame(CALL_ERROR, unique_id, error_code=error.code, error_description=error.description,
+                      error_details=error.details)
+        self._record(conn, OUT, frame.kind_name, frame, action, None, text)
+        conn.link.send(text)
+
+    def _standard_answer(self, action: str, status: str, interval: int | None) -> dict:
+        now = ocppj.iso_now(self.clock)
+        if action == "BootNotification":
+            if interval is None:
+                interval = self.heartbeat_s if status == "Accepted" else RETRY_INTERVAL_S
+            return {"status": status, "currentTime": now, "interval": interval}
+        if action == "Heartbeat":
+            return {"currentTime": now}
+        if action in ("Authorize", "StopTransaction"):
+            return {"idTagInfo": {"status": status}}
+        if action == "StartTransaction":
+            return {"transactionId": next(self._transaction_ids), "idTagInfo": {"status": status}}
+        if action in ("DataTransfer", "SignCertificate"):
+            return {"status": status}
+        return {}  # the notifications answer with an empty payload
+
+    # -- calls toward the charger ----------------------------------------------------------------
+    def call(
+        self,
+        action: str,
+        payload: dict,
+        timeout: float = 30.0,
+        cp_id: str | None = None,
+        validate: bool = True,
+        strict: bool = True,
+    ) -> dict:
+        """Send `action` to the charger and return its answer's payload.
+
+        validate=False sends a payload the schemas reject (for negative tests); strict=False
+        returns an answer that is not valid OCPP 1.6 instead of failing. Must be called from
+        the test thread, never from a clock timer callback.
+        """
+        conn = self._connection(cp_id)
+        if validate:
+            ocppj.check(CALL, action, payload)
+        unique_id = self._ids.next()
+        text = ocppj.encode_call(unique_id, action, payload)
+        awaited = _Awaited(action)
+        self._settle()  # let what is in flight land first, so the history order is the same every run
+        self._in_loop(lambda: self._send_call(conn, unique_id, action, payload, text, awaited))
+        if not self._wait(awaited.done.is_set, timeout, f"waiting for the charger to answer {action}"):
+            raise CentralSystemTimeout(f"charge point {conn.cp_id} did not answer {action} within {timeout:g} s")
+        if awaited.lost is not None:
+            raise CentralSystemTimeout(f"charge point {conn.cp_id} did not answer {action}: {awaited.lost}")
+        if awaited.error is not None:
+            e = awaited.error
+            raise CallErrorReceived(conn.cp_id, action, e.error_code, e.error_description, e.error_details)
+        if strict and awaited.violation is not None:
+            raise InvalidOcppMessage(
+                f"charge point {conn.cp_id} answered {action} with invalid OCPP 1.6: {awaited.violation}"
+            )
+        return awaited.payload
+
+    def _send_call(self, conn: _Connection, unique_id: str, action: str, payload: dict, text: str,
+                   awaited: _Awaited) -> None:
+        if not conn.link.open:
+            awaited.give_up("the connection ended before the call was sent")
+            return
+        conn.awaited[unique_id] = awaited
+        frame = Frame(CALL, unique_id, action=action, payload=payload)
+        self._record(conn, OUT, frame.kind_name, frame, action, ocppj.validate(CALL, action, payload), text)
+        conn.link.send(text)
+
+    def _on_answer(self, conn: _Connection, frame: Frame, text: str) -> None:
+        """A CallResult or CallError from the charger: match it to our call."""
+        awaited = conn.awaited.pop(frame.unique_id, None)
+        action = awaited.action if awaited else None
+        if awaited is None:
+            violation: Violation | str | None = f"answers no call the central system has open ({frame.unique_id})"
+        elif frame.kind == CALL_RESULT:
+            violation = ocppj.validate(CALL_RESULT, action, frame.payload)
+        elif frame.error_code not in ocppj.ERROR_CODES:
+            violation = f"{frame.error_code!r} is not an OCPP 1.6 CallError code"
+        else:
+            violation = None
+        self._record(conn, IN, frame.kind_name, frame, action, violation, text)
+        if awaited is not None:
+            awaited.answered(frame, violation if isinstance(violation, Violation) else None)
+
+    # -- threads and time --------------------------------------------------------------------
+    def _require_loop(self) -> LoopThread:
+        if self._loop is None:
+            raise InstrumentError(self.name, "central system is not open")
+        return self._loop
+
+    def _in_loop(self, fn: Callable[[], None]) -> None:
+        """Run `fn` in the loop thread; on the emulated bench the hand-over counts as in flight."""
+        loop = self._require_loop()
+        if loop.in_loop_thread:
+            fn()
+            return
+        self.clock.io_begin(self._handover_tag)
+
+        def run() -> None:
+            try:
+                fn()
+            except Exception as exc:
+                ocppj.report_bug(self.clock, f"{self.name} loop call", exc)
+            finally:
+                self.clock.io_end(self._handover_tag)
+
+        loop.call(run)
+
+    def _settle(self) -> None:
+        settle = getattr(self.clock, "settle", None)
+        if settle is not None:
+            settle()
+
+    def _wait(self, predicate: Callable[[], bool], timeout: float, reason: str) -> bool:
+        self._settle()
+        if predicate():
+            return True
+        return self.clock.wait_until(predicate, timeout, self.poll_s, reason) is not None
+
+
+def _satisfies(predicate: Callable[[dict], bool], payload: Any) -> bool:
+    """A predicate that trips over a malformed payload (KeyError...) simply does not match it."""
+    try:
+        return bool(predicate(payload))
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError):
+        return False

@@ -1,0 +1,322 @@
+"""The pytest plugin: options, markers, the `rig` fixture, verdicts and the run record.
+
+Registered through the `pytest11` entry point, so any project that installs the package gets it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from rig.errors import RigFault
+from rig.report import RunRecord, TestRecord
+
+GROUP = "plugstream rig"
+_RIG_FAULT = "rig_fault"
+
+
+# ---------------------------------------------------------------------- options and markers
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup(GROUP, "PlugStream rig (bench, emulated bench, reports)")
+    g.addoption("--rig", metavar="PATH", default=None,
+                help="rig file describing the bench (default: fixtures/rigs/emulated.toml, the emulated bench)")
+    g.addoption("--sim-model", metavar="MODEL", default=None,
+                help="emulated bench: model of the emulated unit (PS7, PS7-S, PS22, PS22-S); default: the rig file's")
+    g.addoption("--sim-seed", metavar="N", type=int, default=1,
+                help="emulated bench: seed of the virtual clock and every random choice (default 1)")
+    g.addoption("--sim-defect", metavar="NAME", default=None,
+                help="emulated bench: start the unit with this firmware defect (see `rig defects`)")
+    g.addoption("--hazardous", action="store_true", default=False,
+                help="also run tests marked hazardous (fault injection, supply excursions)")
+    g.addoption("--limits", metavar="PATH", default=None,
+                help="TOML file whose limits override fixtures/limits/plugstream.toml")
+    g.addoption("--rig-reports", metavar="DIR", default="reports",
+                help="where run.json, traceability.json, junit.xml and allure-results go (default: reports)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "req(*ids): requirement IDs this test checks (see `rig requirements`)")
+    config.addinivalue_line("markers", "hazardous: injects faults or disturbs the supply; runs only with --hazardous")
+    config.addinivalue_line("markers", "models(*names): run only when the unit under test is one of these models")
+    config.addinivalue_line("markers", "connector(kind): run only on 'socket' or 'tethered' variants")
+    if _is_worker(config) or not _wants_reports(config):
+        return
+    reports = _reports_dir(config)
+    if getattr(config.option, "xmlpath", None) is None:
+        config.option.xmlpath = str(reports / "junit.xml")
+    if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
+        config.option.allure_report_dir = str(reports / "allure-results")
+        config.option.clean_alluredir = True
+    config.stash[_record_key] = RunRecord(reports, _requirement_ids(), _rig_summary(config))
+    _install_signal_handlers()
+
+
+def _wants_reports(config: pytest.Config) -> bool:
+    """Reports are written for runs that collect rig tests; `--collect-only` and `--help` runs are left alone."""
+    return not (config.option.help or config.option.collectonly)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _reports_dir(config: pytest.Config) -> Path:
+    p = Path(config.getoption("--rig-reports"))
+    return p if p.is_absolute() else Path(config.rootpath) / p
+
+
+def _requirement_ids() -> list[str]:
+    from rig.requirements import load_requirements
+
+    return sorted(load_requirements())
+
+
+def _rig_summary(config: pytest.Config) -> dict:
+    return {
+        "rig_file": config.getoption("--rig") or "fixtures/rigs/emulated.toml",
+        "model": config.getoption("--sim-model"),
+        "seed": config.getoption("--sim-seed"),
+        "defect": config.getoption("--sim-defect"),
+    }
+
+
+_record_key = pytest.StashKey[RunRecord]()
+_session_rig = None  # the open Rig, for the interrupt hooks
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM unwinds like Ctrl-C, so fixture teardown brings the rig to its safe state."""
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, on_term)
+
+
+# ---------------------------------------------------------------------- selection
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--hazardous"):
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("hazardous") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+# ---------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def rig_session(request: pytest.FixtureRequest):
+    """The open rig (emulated or real) for the whole session: one bench per xdist worker."""
+    global _session_rig
+    from rig.bench import open_rig
+
+    opt = request.config.getoption
+    rig = open_rig(
+        rig_path=opt("--rig"),
+        rootdir=Path(request.config.rootpath),
+        model=opt("--sim-model"),
+        seed=opt("--sim-seed"),
+        defect=opt("--sim-defect"),
+        limits_path=opt("--limits"),
+        progress=_progress_printer(request.config),
+    )
+    _session_rig = rig
+    try:
+        yield rig
+    finally:
+        _session_rig = None
+        rig.close()
+
+
+@pytest.fixture
+def rig(rig_session, request: pytest.FixtureRequest):
+    """The rig for one test: safe state checked before and after, measurements recorded."""
+    _skip_if_not_applicable(request, rig_session)
+    rig_session.begin_test(request.node.nodeid, _allure_attach())
+    t0 = rig_session.clock.now()
+    try:
+        yield rig_session
+    finally:
+        request.node.user_properties.append(("sim_seconds", rig_session.clock.now() - t0))
+        request.node.user_properties.append(("measurements", rig_session.end_test()))
+
+
+def _skip_if_not_applicable(request: pytest.FixtureRequest, rig) -> None:
+    """Model- and connector-specific tests do not apply to other units; that is a skip, not a pass."""
+    m = request.node.get_closest_marker("models")
+    if m and rig.model_name not in m.args:
+        pytest.skip(f"applies to {', '.join(m.args)}; unit is {rig.model_name}")
+    c = request.node.get_closest_marker("connector")
+    if c and rig.profile["connector"] not in c.args:
+        pytest.skip(f"applies to {c.args[0]} variants; unit is {rig.profile['connector']}")
+
+
+def _allure_attach():
+    try:
+        import allure
+
+        return lambda body, name: allure.attach(body, name=name, attachment_type=allure.attachment_type.JSON)
+    except ImportError:
+        return None
+
+
+def _progress_printer(config: pytest.Config):
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+
+    def show(reason: str, elapsed: float, total: float) -> None:
+        if tr is not None:
+            tr.write(f"\r  [rig] {reason}: {elapsed:5.0f}/{total:.0f} s ", flush=True)
+            if elapsed >= total:
+                tr.write("\n")
+
+    return show
+
+
+# ---------------------------------------------------------------------- verdicts
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    rep = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance(RigFault):
+        # The rig could not measure: an error naming the instrument, never a charger failure.
+        rep.user_properties.append((_RIG_FAULT, str(call.excinfo.value)))
+    if rep.when == "setup":
+        ids = [i for m in item.iter_markers("req") for i in m.args]
+        rep.user_properties.append(("req", ids))
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    if report.failed and report.when == "call" and _rig_fault_of(report):
+        return "error", "E", ("ERROR (rig fault)", {"red": True})
+    return None
+
+
+def _rig_fault_of(report) -> str | None:
+    for key, value in getattr(report, "user_properties", []):
+        if key == _RIG_FAULT:
+            return value
+    return None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    config = _config_of(report)
+    record = config.stash.get(_record_key, None) if config else None
+    if record is None:
+        return
+    props = dict((k, v) for k, v in report.user_properties if k != "measurements")
+    measurements = [m for k, v in report.user_properties if k == "measurements" for m in v]
+    fault = _rig_fault_of(report)
+    if report.passed:
+        outcome = "passed"
+    elif report.skipped:
+        outcome = "skipped"
+    elif fault or report.when != "call":
+        outcome = "error"
+    else:
+        outcome = "failed"
+    record.record(
+        TestRecord(
+            nodeid=report.nodeid,
+            requirements=list(props.get("req", [])),
+            outcome=outcome,
+            sim_seconds=float(props.get("sim_seconds", 0.0)) if report.when == "teardown" else 0.0,
+            wall_seconds=report.duration,
+            measurements=measurements if report.when == "teardown" else [],
+            rig_fault=fault,
+            message=_short(report.longreprtext) if report.failed else None,
+        )
+    )
+    if report.when == "teardown":
+        record.write()
+
+
+_CONFIG = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _CONFIG
+    _CONFIG = session.config
+
+
+def _config_of(report):
+    return _CONFIG
+
+
+def _short(text: str, limit: int = 600) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    tail = "\n".join(lines[-6:])
+    return tail[-limit:]
+
+
+# ---------------------------------------------------------------------- interrupts and the end
+def pytest_keyboard_interrupt(excinfo) -> None:
+    """Ctrl-C or SIGTERM: make the rig safe at once (fixture teardown will check it again)."""
+    if _session_rig is not None:
+        try:
+            _session_rig.safe_state()
+        except Exception as exc:  # the interrupt message must still reach the user
+            print(f"[rig] could not reach the safe state after interrupt: {exc}")
+    if _CONFIG is not None and _record_key in _CONFIG.stash:
+        _CONFIG.stash[_record_key].interrupted = True
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    record = session.config.stash.get(_record_key, None)
+    if record is None or _is_worker(session.config):
+        return
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        record.interrupted = True
+    record.write()
+    _mark_rig_faults_as_errors_in_junit(session.config, record)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    record = config.stash.get(_record_key, None)
+    if record is None or not record.tests:
+        return
+    run = record.run_json()
+    trace = record.traceability()
+    covered = sum(1 for v in trace.values() if v["verdict"] != "not-covered")
+    terminalreporter.write_sep("-", "plugstream rig")
+    terminalreporter.write_line(
+        f"rig {run['rig']['rig_file']}  model {run['rig']['model'] or '(rig file)'}  "
+        f"seed {run['rig']['seed']}  defect {run['rig']['defect'] or 'none'}"
+    )
+    terminalreporter.write_line(
+        f"simulated {run['sim_seconds']:.1f} s in {run['wall_seconds']:.1f} s wall; "
+        f"requirements covered {covered}/{len(trace)}; reports in {record.reports_dir}"
+    )
+
+
+def _mark_rig_faults_as_errors_in_junit(config: pytest.Config, record: RunRecord) -> None:
+    """junit.xml files call-phase rig faults <failure>; CI dashboards must see <error> instead."""
+    path = getattr(config.option, "xmlpath", None)
+    faulted = {t.nodeid for t in record.tests.values() if t.rig_fault}
+    if not path or not faulted or not os.path.exists(path):
+        return
+    tree = ET.parse(path)
+    for case in tree.iter("testcase"):
+        name = f"{case.get('classname', '')}.{case.get('name', '')}"
+        if not any(_junit_name(n) == name for n in faulted):
+            continue
+        for failure in case.findall("failure"):
+            failure.tag = "error"
+            failure.set("type", "RigFault")
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _junit_name(nodeid: str) -> str:
+    path, _, rest = nodeid.partition("::")
+    module = path.removesuffix(".py").replace("/", ".")
+    parts = rest.split("::")
+    return ".".join([module, *parts[:-1]]) + "." + parts[-1]
+

@@ -1,0 +1,109 @@
+"""The emulated bench: a virtual clock, the plant, every emulated instrument and the charger.
+
+`start()` serves each instrument on a free loopback port or a fresh pseudo-terminal and returns
+the rig file's sections with every "auto" replaced, so the rig opens the same drivers it would
+open on a real bench. Several benches can run side by side (xdist workers).
+
+If the environment variable RIG_SIM_JOURNAL names a file, every change of the rig-controlled
+side of the plant (load, injector, supply, pilot) is appended to it as a JSON line. The harness's
+own tests read it to prove the safe state was reached after the process was interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from rig.aio import LoopThread
+from rig.clock import VirtualClock
+from rig.sim.defects import lookup as lookup_defect
+from rig.sim.plant import Plant
+
+EMULATED_SECTIONS = ("pilot", "meter", "load", "source", "injector", "led_sensor", "console", "central")
+
+
+class EmulatedBench:
+    def __init__(self, rigfile, profile: dict, seed: int = 1, defect: str | None = None):
+        self.rigfile, self.profile = rigfile, profile
+        self.defect = lookup_defect(defect)
+        self.clock = VirtualClock(seed)
+        self.plant = Plant(self.clock, phases=profile["phases"])
+        self.loop = LoopThread(f"bench-{rigfile.bench.name}")
+        self.instruments: dict[str, object] = {}
+        self.charger = None
+        self.pin_factory = None
+        self._journal = os.environ.get("RIG_SIM_JOURNAL")
+
+    # ------------------------------------------------------------------ start and stop
+    def start(self) -> dict[str, dict]:
+        from rig.sim.ac_load_sim import EmulatedAcLoad
+        from rig.sim.ac_source_sim import EmulatedAcSource
+        from rig.sim.charger import EmulatedCharger
+        from rig.sim.console_sim import EmulatedConsole
+        from rig.sim.gpio import BenchPinFactory, EmulatedPilotCircuit
+        from rig.sim.injector_sim import EmulatedInjector
+        from rig.sim.led_sensor_sim import EmulatedLedSensor
+        from rig.sim.meter_server import EmulatedMeter
+
+        self.loop.start()
+        sections = {name: dict(self.rigfile.section(name)) for name in EMULATED_SECTIONS}
+        sections["meter"]["model"] = "SDM630" if self.profile["phases"] == 3 else "SDM120"
+        self.charger = EmulatedCharger(
+            self.plant, self.clock, self.loop, self.profile, self.profile, self.rigfile.product.serial, self.defect
+        )
+        self.pin_factory = BenchPinFactory(self.clock)
+        self.instruments["pilot"] = EmulatedPilotCircuit(self.plant, self.pin_factory, sections["pilot"])
+        servers = {
+            "meter": EmulatedMeter(self.plant, self.loop, sections["meter"]),
+            "load": EmulatedAcLoad(self.plant, self.loop, sections["load"]),
+            "source": EmulatedAcSource(self.plant, self.loop, sections["source"]),
+            "injector": EmulatedInjector(self.plant, self.loop, sections["injector"]),
+            "led_sensor": EmulatedLedSensor(self.plant, self.loop, sections["led_sensor"]),
+            "console": EmulatedConsole(self.plant, self.loop, sections["console"], self.charger.console),
+        }
+        for name, server in servers.items():
+            sections[name] = server.start()
+            self.instruments[name] = server
+        if self._journal:
+            self.plant.subscribe(self._write_journal)
+        with self.plant.change("supply"):
+            pass  # the supply is on from t = 0: the charger powers up and boots
+        return sections
+
+    def connect_charger(self, central_url: str) -> None:
+        """Point the emulated unit at the rig's central system (its 'commissioning')."""
+        with self.plant.lock:
+            self.charger.central_url = central_url
+
+    def stop(self) -> None:
+        for server in self.instruments.values():
+            stop = getattr(server, "stop", None) or getattr(server, "close", None)
+            if stop is not None:
+                try:
+                    stop()
+                except Exception:  # stopping the rest matters more than one server's complaint
+                    pass
+        if self.charger is not None and self.charger.client is not None:
+            self.charger.client.close()
+        self.loop.stop()
+
+    # ------------------------------------------------------------------ harness support
+    def break_instrument(self, name: str, how: str | None) -> None:
+        """Make an emulated instrument misbehave: "silent", "garbage", "disconnect", or None to heal."""
+        self.instruments[name].fault = how
+
+    def _write_journal(self, topic: str) -> None:
+        p = self.plant
+        line = {
+            "t": self.clock.now(),
+            "topic": topic,
+            "load_on": p.load_on,
+            "load_a": p.load_a,
+            "injector_a": p.residual_dc_a(),
+            "injector_on": p.injection.on,
+            "supply_on": p.supply_on,
+            "supply_v": p.supply_v,
+            "cp_state": p.cp_state_letter(),
+        }
+        with open(self._journal, "a") as f:
+            f.write(json.dumps(line) + "\n")

@@ -1,0 +1,592 @@
+"""The emulated PlugStream charger: the firmware's behaviour, as the documents describe it.
+
+It sees the world only through the `Plant` (supply, pilot circuit, residual current) and its
+OCPP connection to the rig's central system, exactly as a real unit does; the rig can only see it
+through the emulated instruments. Its two simulation-only powers are the virtual clock and an
+optional injected defect (rig/sim/defects.py).
+
+Threading: plant subscribers are called in whichever thread changed the plant; they only
+schedule work on the virtual clock. All state changes happen in clock callbacks (the test thread)
+or OCPP handlers (the bench loop thread), always under `plant.lock`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from rig import cp as cpmath
+from rig.clock import VirtualClock
+from rig.sim import firmware_timing as T
+from rig.sim.defects import Defect
+from rig.sim.plant import Generator, LedShown, Plant
+
+#: virtual t = 0 on the emulated bench's wall clock (a Monday, 06:00 UTC)
+BENCH_EPOCH = datetime(2026, 1, 5, 6, 0, 0, tzinfo=timezone.utc)
+
+FIRMWARE_VERSION = "PS-FW 4.2.1-sim"
+
+
+def iso(t_s: float) -> str:
+    return (BENCH_EPOCH + timedelta(seconds=t_s)).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Session:
+    """One plug-in to unplug."""
+
+    transaction_id: int | None = None
+    start_requested: bool = False  # Manual mode: RemoteStartTransaction received
+    start_requested_sent: bool = False  # StartTransaction sent for this session
+    stopped: bool = False
+    id_tag: str = ""
+
+
+@dataclass
+class Config:
+    """The unit's OCPP configuration store (standard and vendor keys of the product profile)."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    readonly: set[str] = field(default_factory=set)
+
+    def number(self, key: str, default: float) -> float:
+        try:
+            return float(self.values.get(key, default))
+        except ValueError:
+            return default
+
+
+class EmulatedCharger:
+    def __init__(
+        self,
+        plant: Plant,
+        clock: VirtualClock,
+        loop,
+        model: dict,
+        profile: dict,
+        serial: str,
+        defect: Defect | None = None,
+    ):
+        self.plant, self.clock, self.loop = plant, clock, loop
+        self.model, self.profile, self.serial = model, profile, serial
+        self.defect = defect.name if defect else None
+        self.ocpp_keys = profile["ocpp"]
+        self.config = self._factory_config()
+        self.central_url: str | None = None
+        self.client = None  # rig.sim.ocpp_client.OcppClient, made on first connect
+        # firmware state
+        self.powered = False
+        self.booting = False
+        self.network_up = False
+        self.registration = "none"  # none | pending | rejected | accepted
+        self.cp_state = "A"
+        self.charging_permitted = False
+        self.session: Session | None = None
+        self.status = "Unavailable"
+        self.status_sent: str | None = None
+        self.fault: str | None = None  # OCPP errorCode while a safety function holds the unit
+        self._timers: dict[str, object] = {}
+        self._power_epoch = 0  # bumps on every power cycle: stale callbacks check it
+        plant.subscribe(self._on_plant_change)
+
+    # ------------------------------------------------------------------ configuration
+    def _factory_config(self) -> Config:
+        k = self.ocpp_keys
+        cfg = Config(
+            {
+                "HeartbeatInterval": "0",
+                "MeterValueSampleInterval": "60",
+                "NumberOfConnectors": "1",
+                "ConnectorPhaseRotation": "RST" if self.model["phases"] == 3 else "R",
+                k["config_charging_mode"]: self.profile["charging"]["default_mode"],
+                k["config_current_limit"]: f"{self.model['rated_current_a']:g}",
+                k["config_site_limit"]: f"{self.model['rated_current_a']:g}",
+                k["config_random_delay_max"]: "600",
+            },
+            readonly={"NumberOfConnectors", "ConnectorPhaseRotation"},
+        )
+        return cfg
+
+    @property
+    def mode(self) -> str:
+        return self.config.values[self.ocpp_keys["config_charging_mode"]]
+
+    def offered_current_a(self) -> float:
+        """min(model rating, configured limit, site limit, cable rating): CP-06."""
+        limits = [self.model["rated_current_a"]]
+        if self.defect != "ignores-current-limit":
+            limits.append(self.config.number(self.ocpp_keys["config_current_limit"], 32))
+            limits.append(self.config.number(self.ocpp_keys["config_site_limit"], 32))
+        limits.append(self.cable_rating_a() or 0.0)
+        return max(0.0, min(limits))
+
+    def cable_rating_a(self) -> float | None:
+        if self.model["connector"] == "tethered":
+            return self.model["tethered_cable_a"]
+        return cpmath.pp_cable_rating(self.plant.vehicle.pp_ohms, self.model["phases"])
+
+    # ------------------------------------------------------------------ timers
+    def _later(self, key: str, delay_s: float, fn) -> None:
+        """(Re)arm the named firmware timer; a power cycle makes old timers harmless."""
+        self._cancel(key)
+        epoch = self._power_epoch
+
+        def fire():
+            with self.plant.lock:
+                self._timers.pop(key, None)
+                if epoch == self._power_epoch:
+                    fn()
+
+        self._timers[key] = self.clock.call_later(delay_s, fire)
+
+    def _cancel(self, key: str) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    # ------------------------------------------------------------------ plant events
+    def _on_plant_change(self, topic: str) -> None:
+        if topic == "supply":
+            self._later("supply", 0.0, self._check_supply)
+        elif topic == "vehicle" and self.powered and not self.booting:
+            self._later("cp", T.CP_DETECT_S, self._evaluate_cp)
+
+    def _check_supply(self) -> None:
+        on = self.plant.supply_on and any(v > 100 for v in self.plant.supply_v)
+        if on and not self.powered:
+            self._power_on()
+        elif not on and self.powered:
+            self._power_off()
+
+    # ------------------------------------------------------------------ power and boot
+    def _power_on(self) -> None:
+        self._power_epoch += 1
+        self.powered, self.booting = True, True
+        self.registration, self.network_up = "none", False
+        self.session, self.fault, self.status_sent = None, None, None
+        self.cp_state = "A"
+        self._set_generator("off")
+        self._show("rainbow", "rainbow")
+        self._later("boot", T.SELF_TEST_S, self._self_test_done)
+
+    def _power_off(self) -> None:
+        self._power_epoch += 1
+        for key in list(self._timers):
+            self._cancel(key)
+        self.powered = self.booting = False
+        self.network_up = False
+        self.registration = "none"
+        with self.plant.change("contactor"):
+            self.plant.line_closed = self.plant.neutral_closed = False
+        self._set_generator("off")
+        self._show("off", "solid")
+        if self.client is not None:
+            self.client.close()
+
+    def _self_test_done(self) -> None:
+        self.booting = False
+        self._set_generator("steady")
+        self.cp_state = self._read_cp()
+        self._later("network", T.NETWORK_UP_S, self._network_up)
+        self._update_led()
+
+    def _network_up(self) -> None:
+        self.network_up = True
+        self._connect()
+
+    def _connect(self) -> None:
+        if self.central_url is None:
+            self._update_led()
+            return
+        from rig.sim.ocpp_client import OcppClient  # the transport; imported late to keep start-up light
+
+        if self.client is None:
+            self.client = OcppClient(
+                self.clock,
+                self.loop,
+                self.central_url,
+                self.serial,
+                on_call=self._on_ocpp_call,
+                on_connected=self._on_connected,
+                on_disconnected=self._on_disconnected,
+            )
+        self.client.connect()
+        self._update_led()
+
+    def _on_connected(self) -> None:
+        with self.plant.lock:
+            self._send_boot_notification()
+            self._update_led()
+
+    def _on_disconnected(self) -> None:
+        with self.plant.lock:
+            self.registration = "none" if self.registration != "accepted" else "accepted"
+            self.status_sent = None
+            self._update_led()
+            if self.powered:
+                self.clock.call_later_threadsafe(self.loop.loop, T.RECONNECT_S, self._reconnect)
+
+    def _reconnect(self) -> None:
+        with self.plant.lock:
+            if self.powered and self.client is not None and not self.client.connected:
+                self.client.connect()
+
+    @property
+    def online(self) -> bool:
+        return self.client is not None and self.client.connected
+
+    # ------------------------------------------------------------------ OCPP out
+    def _send(self, action: str, payload: dict, on_result=None) -> None:
+        if not self.online:
+            return
+        self.client.call(action, payload, on_result or (lambda _p: None), on_error=lambda *_: None)
+
+    def _send_boot_notification(self) -> None:
+        payload = {
+            "chargePointVendor": self.profile["product"]["vendor"],
+            "chargePointModel": self.model["ocpp_model"],
+            "chargePointSerialNumber": self.serial,
+            "firmwareVersion": FIRMWARE_VERSION,
+        }
+        self._send("BootNotification", payload, self._on_boot_result)
+
+    def _on_boot_result(self, payload: dict) -> None:
+        with self.plant.lock:
+            status, interval = payload.get("status"), int(payload.get("interval") or 0)
+            if status == "Accepted":
+                self.registration = "accepted"
+                self.config.values["HeartbeatInterval"] = str(interval)
+                if interval > 0:
+                    self._later("heartbeat", interval, self._heartbeat)
+                self._report_status(force=True)
+                self._evaluate_cp()
+            else:
+                self.registration = "pending" if status == "Pending" else "rejected"
+                retry = interval or T.DEFAULT_BOOT_RETRY_S
+                self._later("boot-retry", retry, self._send_boot_notification)
+            self._update_led()
+
+    def _heartbeat(self) -> None:
+        self._send("Heartbeat", {})
+        interval = int(self.config.number("HeartbeatInterval", 0))
+        if interval > 0:
+            self._later("heartbeat", interval, self._heartbeat)
+
+    def _report_status(self, force: bool = False) -> None:
+        status = self._connector_status()
+        if self.defect == "no-preparing-status" and status == "Preparing":
+            status = "Available"
+        self.status = status
+        if self.registration != "accepted" or (status == self.status_sent and not force):
+            return
+        self.status_sent = status
+        self._send(
+            "StatusNotification",
+            {
+                "connectorId": 1,
+                "errorCode": self.fault or "NoError",
+                "status": status,
+                "timestamp": iso(self.clock.now()),
+            },
+        )
+
+    def _connector_status(self) -> str:
+        if self.fault:
+            return "Faulted"
+        if self.cp_state == "A":
+            return "Finishing" if self.session and self.session.transaction_id and not self.session.stopped else "Available"
+        if self.contactor_closed:
+            return "Charging"
+        if self.session and self.session.transaction_id is not None:
+            return "SuspendedEV" if self.generator_on_pwm else "SuspendedEVSE"
+        return "Preparing"
+
+    # ------------------------------------------------------------------ OCPP in
+    def _on_ocpp_call(self, action: str, payload: dict) -> dict:
+        with self.plant.lock:
+            handler = getattr(self, f"_ocpp_{action}", None)
+            if handler is None:
+                from rig.sim.ocpp_client import CallErrorReply
+
+                return CallErrorReply("NotImplemented", f"{action} not supported")
+            return handler(payload)
+
+    def _ocpp_ChangeConfiguration(self, payload: dict) -> dict:
+        key, value = payload["key"], payload["value"]
+        if key in self.config.readonly:
+            return {"status": "Rejected"}
+        if key not in self.config.values:
+            return {"status": "NotSupported"}
+        self.config.values[key] = value
+        self._later("reconsider", 0.0, self._reconsider_offer)
+        return {"status": "Accepted"}
+
+    def _ocpp_GetConfiguration(self, payload: dict) -> dict:
+        wanted = payload.get("key") or list(self.config.values)
+        known = [
+            {"key": k, "readonly": k in self.config.readonly, "value": self.config.values[k]}
+            for k in wanted
+            if k in self.config.values
+        ]
+        unknown = [k for k in wanted if k not in self.config.values]
+        reply: dict = {"configurationKey": known}
+        if unknown:
+            reply["unknownKey"] = unknown
+        return reply
+
+    def _ocpp_TriggerMessage(self, payload: dict) -> dict:
+        what = payload["requestedMessage"]
+        if what == "StatusNotification":
+            self._later("trigger", 0.0, lambda: self._report_status(force=True))
+        elif what == "Heartbeat":
+            self._later("trigger", 0.0, lambda: self._send("Heartbeat", {}))
+        elif what == "BootNotification":
+            self._later("trigger", 0.0, self._send_boot_notification)
+        else:
+            return {"status": "NotImplemented"}
+        return {"status": "Accepted"}
+
+    def _ocpp_RemoteStartTransaction(self, payload: dict) -> dict:
+        if self.session is None or self.fault:
+            return {"status": "Rejected"}
+        self.session.id_tag = payload["idTag"]
+        self.session.start_requested = True
+        self._later("reconsider", 0.0, self._reconsider_offer)
+        return {"status": "Accepted"}
+
+    def _ocpp_RemoteStopTransaction(self, payload: dict) -> dict:
+        s = self.session
+        if s is None or s.transaction_id != payload["transactionId"]:
+            return {"status": "Rejected"}
+        self._later("remote-stop", 0.0, lambda: self._stop_transaction("Remote"))
+        return {"status": "Accepted"}
+
+    def _ocpp_Reset(self, payload: dict) -> dict:
+        self._later("reset", 1.0, lambda: (self._power_off(), self._later("supply", 0.5, self._check_supply)))
+        return {"status": "Accepted"}
+
+    # ------------------------------------------------------------------ control pilot
+    def _read_cp(self) -> str:
+        high, _low = self.plant.cp_levels()
+        if self.plant.generator.mode == "off":
+            return "A"
+        return cpmath.state_from_high_level(high) or "E"
+
+    def _evaluate_cp(self) -> None:
+        if not self.powered or self.booting:
+            return
+        old, new = self.cp_state, self._read_cp()
+        self.cp_state = new
+        if old == "A" and new != "A":
+            self._plugged_in()
+        if new == "A" and old != "A":
+            self._unplugged()
+        elif new == "C" and old != "C":
+            self._ev_requests_power()
+        elif new == "B" and old == "C":
+            self._ev_stops_requesting()
+        self._reconsider_offer()
+        self._report_status()
+        self._update_led()
+
+    def _plugged_in(self) -> None:
+        self.session = Session()
+
+    def _unplugged(self) -> None:
+        self._open_contactor(T.CONTACTOR_OPEN_S, "unplug")
+        if self.defect == "pwm-on-unplug":
+            self._later("pwm-off", 2.0, lambda: self._set_generator("steady"))
+        else:
+            self._set_generator("steady")
+        if self.session and self.session.transaction_id is not None and not self.session.stopped:
+            self._stop_transaction("EVDisconnected")
+        self.session = None
+        self._later("available", 0.5, self._report_status)
+
+    def _ev_requests_power(self) -> None:
+        if self.generator_on_pwm:
+            self._later("close", T.CONTACTOR_CLOSE_S, self._close_if_still_c)
+
+    def _ev_stops_requesting(self) -> None:
+        delay = 0.250 if self.defect == "slow-open-c-to-b" else T.CONTACTOR_OPEN_S
+        self._cancel("close")
+        self._open_contactor(delay, "C->B")
+
+    def _close_if_still_c(self) -> None:
+        wanted_state = ("B", "C") if self.defect == "early-close" else ("C",)
+        if self.cp_state in wanted_state and self.generator_on_pwm and not self.fault:
+            with self.plant.change("contactor"):
+                self.plant.line_closed = self.plant.neutral_closed = True
+            self._report_status()
+            self._update_led()
+
+    def _open_contactor(self, delay_s: float, why: str) -> None:
+        def open_now():
+            with self.plant.change("contactor"):
+                self.plant.line_closed = self.plant.neutral_closed = False
+            self._report_status()
+            self._update_led()
+
+        if delay_s <= 0:
+            open_now()
+        else:
+            self._later("open", delay_s, open_now)
+
+    @property
+    def contactor_closed(self) -> bool:
+        return self.plant.line_closed
+
+    @property
+    def generator_on_pwm(self) -> bool:
+        return self.plant.generator.mode == "pwm"
+
+    # ------------------------------------------------------------------ charging permission
+    def _permitted(self) -> bool:
+        """May energy flow now? Plug & Charge: whenever a vehicle is connected and the unit is ready."""
+        if self.session is None or self.fault or self.registration in ("pending", "rejected"):
+            return False
+        if self.session.stopped:
+            return False
+        if self.mode == "Manual":
+            return self.session.start_requested
+        return True  # PlugAndCharge (other modes arrive with their issue)
+
+    def _reconsider_offer(self) -> None:
+        if not self.powered or self.booting:
+            return
+        permitted = self._permitted() and self.offered_current_a() >= 6.0
+        if permitted:
+            duty = self._duty_for(self.offered_current_a())
+            if not self.generator_on_pwm:
+                self._later("pwm-on", T.PWM_START_S, lambda: self._start_pwm(duty))
+            elif abs(self.plant.generator.duty - duty) > 1e-9:
+                self._set_generator("pwm", duty)
+            if self.session and self.session.transaction_id is None and not self.session.start_requested_sent:
+                self._start_transaction()
+        elif self.generator_on_pwm:
+            self._set_generator("steady")
+            if self.contactor_closed:
+                self._later("pause-open", T.PAUSE_OPEN_S, lambda: self._open_contactor(0, "pause"))
+        self._report_status()
+        self._update_led()
+
+    def _duty_for(self, amps: float) -> float:
+        duty = cpmath.duty_for_current(amps)
+        if self.defect == "duty-offset":
+            duty += 0.03
+        return duty
+
+    def _start_pwm(self, duty: float) -> None:
+        if not self._permitted():
+            return
+        self._set_generator("pwm", duty)
+        if self.cp_state == "C":
+            self._ev_requests_power()
+        self._report_status()
+
+    def _start_transaction(self) -> None:
+        s = self.session
+        s.start_requested_sent = True
+        tag = s.id_tag or self.ocpp_keys["plug_and_charge_id_tag"]
+
+        def started(payload: dict, session=s):
+            with self.plant.lock:
+                session.transaction_id = payload.get("transactionId")
+                self._report_status()
+
+        payload = {
+            "connectorId": 1,
+            "idTag": tag,
+            "meterStart": self.meter_wh(),
+            "timestamp": iso(self.clock.now()),
+        }
+        self._send("StartTransaction", payload, started)
+
+    def _stop_transaction(self, reason: str) -> None:
+        s = self.session
+        if s is None or s.stopped:
+            return
+        s.stopped = True
+        if s.transaction_id is not None:
+            self._send(
+                "StopTransaction",
+                {
+                    "transactionId": s.transaction_id,
+                    "meterStop": self.meter_wh(),
+                    "timestamp": iso(self.clock.now()),
+                    "reason": reason,
+                },
+            )
+        self._reconsider_offer()
+
+    def meter_wh(self) -> int:
+        self.plant.integrate()
+        return int(round(sum(self.plant.import_kwh) * 1000))
+
+    # ------------------------------------------------------------------ outputs
+    def _set_generator(self, mode: str, duty: float = 1.0) -> None:
+        g = self.plant.generator
+        if g.mode == mode and (mode != "pwm" or abs(g.duty - duty) < 1e-12):
+            return
+        with self.plant.change("generator"):
+            self.plant.generator = Generator(mode=mode, duty=duty)
+
+    def led_state(self) -> tuple[str, str]:
+        """(colour, pattern) the firmware wants to show, by the profile's precedence."""
+        if not self.powered:
+            return "off", "solid"
+        if self.booting:
+            return "rainbow", "rainbow"
+        if self.fault:
+            return "red", "solid"
+        if not self.network_up or not self.online:
+            if self.registration != "accepted":
+                return ("white", "pulsing") if self.network_up else ("white", "solid")
+            return "white", "pulsing"
+        if self.registration != "accepted" or self.defect == "stuck-white":
+            return "white", "solid"
+        if self.contactor_closed:
+            return ("green", "solid") if self.defect == "wrong-led-charging" else ("green", "pulsing")
+        if self.cp_state != "A":
+            return "green", "solid"
+        return "blue", "solid"
+
+    def _update_led(self) -> None:
+        colour, pattern = self.led_state()
+        self._show(colour, pattern)
+
+    def _show(self, colour: str, pattern: str) -> None:
+        led = self.plant.led
+        if (led.colour, led.pattern) != (colour, pattern):
+            with self.plant.change("led"):
+                self.plant.led = LedShown(colour, pattern, self.clock.now())
+
+    # ------------------------------------------------------------------ service console
+    def console(self, line: str) -> str:
+        with self.plant.lock:
+            words = line.strip().split()
+            if not words:
+                return ""
+            cmd = words[0].lower()
+            if cmd == "info":
+                return "\n".join(
+                    [
+                        f"model={self.model['ocpp_model']}",
+                        f"serial={self.serial}",
+                        f"firmware={FIRMWARE_VERSION}",
+                        f"phases={self.model['phases']}",
+                        f"connector={self.model['connector']}",
+                    ]
+                )
+            if cmd == "status":
+                return "\n".join(
+                    [
+                        f"cp={self.cp_state}",
+                        f"connector={self.status}",
+                        f"registration={self.registration}",
+                        f"online={'yes' if self.online else 'no'}",
+                        f"offered_a={self.offered_current_a() if self.generator_on_pwm else 0:g}",
+                        f"fault={self.fault or 'none'}",
+                    ]
+                )
+            raise ValueError(f"unknown command {cmd!r}")

@@ -1,0 +1,240 @@
+"""A line-based SCPI instrument served on loopback TCP, the base of the emulated load, source and injector.
+
+Real LAN instruments speak SCPI over a raw socket (port 5025 by convention): one message per
+line, message units separated by ";", a query answered with one line (answers of a compound
+message joined by ";"), a command answered with nothing. Errors are never answered inline:
+they go to the error queue and are read with `SYST:ERR?`. The drivers in `rig/instruments/`
+rely on exactly that, so the emulation keeps to it:
+
+* `*IDN?` identity, `*RST` reset (subclass hook), `*CLS` clears the error queue,
+  `*OPC?` answers "1" once everything before it has been applied (always, here: commands are
+  applied in order as they are parsed), `*OPC` accepted and ignored.
+* `SYST:ERR?` pops the oldest error (`-113,"Undefined header"`), or `0,"No error"`.
+* A header nobody handles queues -113 and sends no answer (so a query of it times out, exactly
+  as on a real instrument; drivers never query what they have not checked).
+* Every message unit is a full header from the root (no SCPI path memory between units).
+
+Headers are declared in SCPI notation: "MEASure:CURRent#?" accepts MEAS:CURR?, MEASURE:CURRENT2?
+in any case; "#" is an optional numeric suffix passed to the handler; "[...]" is an optional part.
+
+`fault` (set from the test thread) makes the instrument misbehave for the harness's own tests:
+"silent" ignores everything, "garbage" executes but corrupts every answer, "disconnect" drops
+the connection as soon as it is used (and every new one at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from typing import Callable
+
+from rig.aio import LoopThread
+from rig.sim.plant import Plant
+
+Handler = Callable[[tuple[int | None, ...], list[str]], str | None]
+
+#: a corrupted answer: not ASCII, so a VISA read fails to decode it, and no newline inside
+GARBAGE = b"\xa7\x00\xfe#\x15?\x9c\xff"
+ERROR_QUEUE_DEPTH = 16
+
+
+class ScpiError(Exception):
+    """A standard SCPI error (negative code) or a device-specific one (positive)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(f'{code},"{message}"')
+        self.code = code
+        self.message = message
+
+
+def header_pattern(spec: str) -> re.Pattern[str]:
+    """Compile an SCPI header spec ("[SOURce:]CURRent#[:LEVel]?") into a regex.
+
+    Long form = the whole mnemonic, short form = its capital letters; both case-insensitive.
+    """
+    out = []
+    for token in re.split(r"(\[|\]|:|#|\?)", spec):
+        if token == "[":
+            out.append("(?:")
+        elif token == "]":
+            out.append(")?")
+        elif token == ":":
+            out.append(":")
+        elif token == "#":
+            out.append(r"(\d+)?")
+        elif token == "?":
+            out.append(r"\?")
+        elif token.startswith("*"):  # IEEE 488.2 common command: one fixed form
+            out.append(re.escape(token))
+        elif token:
+            short = "".join(c for c in token if c.isupper() or c.isdigit())
+            out.append(f"(?:{re.escape(token.upper())}|{re.escape(short)})")
+    return re.compile("^" + "".join(out) + "$", re.IGNORECASE)
+
+
+# -- parameter parsing shared by the instruments ------------------------------------------------
+def expect_args(args: list[str], count: int) -> list[str]:
+    if len(args) < count:
+        raise ScpiError(-109, "Missing parameter")
+    if len(args) > count:
+        raise ScpiError(-108, "Parameter not allowed")
+    return args
+
+
+def number(arg: str) -> float:
+    try:
+        value = float(arg)
+    except ValueError:
+        raise ScpiError(-104, "Data type error") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ScpiError(-104, "Data type error")
+    return value
+
+
+def boolean(arg: str) -> bool:
+    word = arg.strip().upper()
+    if word in ("ON", "1"):
+        return True
+    if word in ("OFF", "0"):
+        return False
+    raise ScpiError(-224, "Illegal parameter value")
+
+
+def suffix_index(suffix: int | None, count: int) -> int:
+    """Header suffix (1-based, absent = 1) to a 0-based index, checked against `count`."""
+    n = 1 if suffix is None else suffix
+    if not 1 <= n <= count:
+        raise ScpiError(-114, "Header suffix out of range")
+    return n - 1
+
+
+class ScpiServer:
+    """Base of an emulated SCPI instrument. Subclasses fill `commands()` and `reset()`."""
+
+    identity = "PlugStreamRig,EmuScpi,SIM0000,1.0"
+
+    def __init__(self, plant: Plant, loop: LoopThread, config: dict):
+        self.plant = plant
+        self.loop = loop
+        self.config = dict(config)
+        self.fault: str | None = None
+        self.port: int | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._errors: deque[ScpiError] = deque()
+        self._table = [(header_pattern(spec), fn) for spec, fn in self._all_commands().items()]
+
+    # -- what subclasses provide ------------------------------------------------------------
+    def commands(self) -> dict[str, Handler]:
+        """Header spec -> handler(suffixes, args) returning the answer (queries) or None."""
+        return {}
+
+    def reset(self) -> None:
+        """*RST: put the instrument in its documented power-on state."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> dict:
+        if self._server is None:
+            self.port = self.loop.run(self._serve())
+        return {**self.config, "resource": f"TCPIP0::127.0.0.1::{self.port}::SOCKET"}
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self.loop.run(self._shutdown())
+            self._server = None
+
+    async def _serve(self) -> int:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    # -- the connection ----------------------------------------------------------------------
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while self.fault != "disconnect":
+                line = await reader.readline()
+                if not line or self.fault == "disconnect":
+                    break
+                if self.fault == "silent":
+                    continue
+                answer = self.execute(line.decode("ascii", errors="replace"))
+                if answer is not None:
+                    writer.write(GARBAGE + b"\n" if self.fault == "garbage" else answer.encode() + b"\n")
+                    await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the driver went away; nothing to answer
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    # -- parsing and dispatch ----------------------------------------------------------------
+    def execute(self, message: str) -> str | None:
+        """Run one program message; return the answer line (None if nothing was queried)."""
+        answers = []
+        for unit in message.strip().split(";"):
+            unit = unit.strip()
+            if not unit:
+                continue
+            try:
+                answer = self._dispatch(unit)
+            except ScpiError as err:
+                self._queue(err)
+                continue
+            except Exception as exc:  # an emulation bug: make it loud, never a silent wrong answer
+                self._queue(ScpiError(-300, f"Device-specific error; emulation bug {exc!r}"))
+                if getattr(self.plant.clock, "failure", None) is None:
+                    self.plant.clock.failure = exc
+                continue
+            if answer is not None:
+                answers.append(answer)
+        return ";".join(answers) if answers else None
+
+    def _dispatch(self, unit: str) -> str | None:
+        header, _, params = unit.partition(" ")
+        header = header.lstrip(":")
+        args = [p.strip() for p in params.split(",")] if params.strip() else []
+        for pattern, fn in self._table:
+            match = pattern.match(header)
+            if match:
+                suffixes = tuple(int(s) if s is not None else None for s in match.groups())
+                return fn(suffixes, args)
+        raise ScpiError(-113, "Undefined header")
+
+    def _queue(self, err: ScpiError) -> None:
+        if len(self._errors) >= ERROR_QUEUE_DEPTH:  # SCPI: the newest entry becomes -350
+            self._errors[-1] = ScpiError(-350, "Queue overflow")
+            return
+        self._errors.append(err)
+
+    # -- IEEE 488.2 common commands and SYSTem:ERRor ---------------------------------------------
+    def _all_commands(self) -> dict[str, Handler]:
+        common: dict[str, Handler] = {
+            "*IDN?": lambda s, a: self.identity,
+            "*RST": self._rst,
+            "*CLS": self._cls,
+            "*OPC?": lambda s, a: "1",
+            "*OPC": lambda s, a: None,
+            "SYSTem:ERRor[:NEXT]?": self._next_error,
+        }
+        return {**common, **self.commands()}
+
+    def _rst(self, suffixes, args) -> None:
+        expect_args(args, 0)
+        self.reset()
+
+    def _cls(self, suffixes, args) -> None:
+        expect_args(args, 0)
+        self._errors.clear()
+
+    def _next_error(self, suffixes, args) -> str:
+        if not self._errors:
+            return '0,"No error"'
+        err = self._errors.popleft()
+        return f'{err.code},"{err.message}"'

@@ -1,0 +1,583 @@
+"""The rig's OCPP 1.6J central system against the emulated charger's OCPP client.
+
+Both ends are the real code over a real loopback websocket; the only stand-in is `MiniCharger`,
+a few lines of charge-point behaviour on top of the real client (the emulated charger proper is
+tested elsewhere). A raw websocket peer stands in for a misbehaving real charger where the
+client is too well-behaved to produce the fault.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+from websockets.sync.client import connect as raw_connect
+
+from rig import ocppj
+from rig.aio import LoopThread
+from rig.clock import RealClock, VirtualClock
+from rig.errors import InstrumentError, RigFault
+from rig.instruments.central_system import (
+    IN,
+    OUT,
+    CallErrorReceived,
+    CentralSystem,
+    CentralSystemTimeout,
+    InvalidOcppMessage,
+    accept,
+    call_error,
+    custom,
+    delay,
+    drop,
+    pending,
+    reject,
+)
+from rig.sim.ocpp_client import CONNECTION_CLOSED, NOT_CONNECTED, TIMEOUT, CallErrorReply, OcppClient
+
+BOOT = {"chargePointVendor": "PlugStream", "chargePointModel": "PlugStream 7", "chargePointSerialNumber": "SIM-0001"}
+
+
+def status(state: str, connector: int = 1) -> dict:
+    return {"connectorId": connector, "status": state, "errorCode": "NoError"}
+
+
+class MiniCharger:
+    """Just enough charge point on top of OcppClient to drive the central system.
+
+    Every event is logged with the clock time at which the charger saw it.
+    `auto=True` behaves like a charger: boots on connect, retries after a Pending/Rejected
+    interval, then heartbeats at the interval it was given (all on clock timers).
+    """
+
+    def __init__(self, clock, loop: LoopThread, url: str, cp_id: str = "CP1", auto: bool = True):
+        self.clock = clock
+        self.auto = auto
+        self.log: list[tuple] = []
+        self.calls: list[tuple[str, dict]] = []
+        self.answers: dict[str, dict | CallErrorReply] = {"ChangeConfiguration": {"status": "Accepted"}}
+        self.client = OcppClient(clock, loop, url, cp_id, self.on_call, self.on_connected, self.on_disconnected)
+
+    def send(self, action: str, payload: dict, timeout_s: float = 30.0, validate: bool = True) -> None:
+        self.client.call(
+            action,
+            payload,
+            lambda p: self.on_result(action, p),
+            lambda code, text: self.log.append(("error", action, self.clock.now(), code, text)),
+            timeout_s,
+            validate,
+        )
+
+    def on_result(self, action: str, payload: dict) -> None:
+        self.log.append(("result", action, self.clock.now(), payload))
+        if self.auto and action == "BootNotification":
+            if payload["status"] == "Accepted":
+                self.send("StatusNotification", status("Available"))
+                self.clock.call_later(payload["interval"], self.heartbeat)
+            else:
+                self.clock.call_later(payload["interval"], lambda: self.send("BootNotification", BOOT))
+        if self.auto and action == "Heartbeat":
+            self.clock.call_later(60, self.heartbeat)
+
+    def heartbeat(self) -> None:
+        if self.client.connected:
+            self.send("Heartbeat", {})
+
+    def on_call(self, action: str, payload: dict):
+        self.calls.append((action, payload))
+        return self.answers.get(action, CallErrorReply("NotSupported", f"{action} not supported"))
+
+    def on_connected(self) -> None:
+        self.log.append(("connected", self.clock.now()))
+        if self.auto:
+            self.send("BootNotification", BOOT)
+
+    def on_disconnected(self) -> None:
+        self.log.append(("disconnected", self.clock.now(), self.client.disconnect_reason))
+
+    def kinds(self, kind: str) -> list[tuple]:
+        return [e for e in self.log if e[0] == kind]
+
+    def results(self, action: str) -> list[tuple]:
+        return [e for e in self.log if e[0] == "result" and e[1] == action]
+
+
+@pytest.fixture
+def clock():
+    return VirtualClock(seed=7)
+
+
+@pytest.fixture
+def bench_loop():
+    loop = LoopThread("bench").start()
+    yield loop
+    loop.stop()
+
+
+@pytest.fixture
+def cs(clock, bench_loop):  # bench_loop first: the charger's end outlives the central system
+    central = CentralSystem("central", {"host": "127.0.0.1", "port": 0, "heartbeat_s": 300}, clock).open()
+    yield central
+    central.close()
+
+
+@pytest.fixture
+def charger(clock, bench_loop, cs):
+    return MiniCharger(clock, bench_loop, cs.url_for("CP1"), auto=False)
+
+
+def booted(charger: MiniCharger, cs: CentralSystem) -> MiniCharger:
+    charger.client.connect()
+    cs.wait_connected(5)
+    return charger
+
+
+# -- boot notification scripts -------------------------------------------------------------------
+
+
+def test_default_boot_is_accepted_with_the_heartbeat_interval(clock, cs, charger):
+    charger.auto = True
+    charger.client.connect()
+    message = cs.wait_for("BootNotification", timeout=5)
+    clock.sleep(0)  # settle: the answer is handled
+
+    cs.assert_valid(message)
+    assert message.payload == BOOT and message.time == 0.0
+    assert charger.results("BootNotification") == [
+        ("result", "BootNotification", 0.0,
+         {"status": "Accepted", "currentTime": "2025-01-01T00:00:00.000Z", "interval": 300})
+    ]
+    assert cs.subprotocol("CP1") == "ocpp1.6"
+    boots = cs.history(action="BootNotification")
+    assert [(m.direction, m.message_type, m.valid) for m in boots] == [(IN, "Call", True), (OUT, "CallResult", True)]
+    assert boots[0].unique_id == boots[1].unique_id
+
+
+def test_scripted_boot_answers_are_used_in_order_then_the_default(clock, cs, charger):
+    cs.script("BootNotification", pending(20), reject(interval=40))
+    booted(charger, cs)
+    for _ in range(3):
+        charger.send("BootNotification", BOOT)
+        clock.sleep(1)
+
+    answers = [(r[3]["status"], r[3]["interval"]) for r in charger.results("BootNotification")]
+    assert answers == [("Pending", 20), ("Rejected", 40), ("Accepted", 300)]
+    assert all(m.valid for m in cs.history())
+
+
+def test_a_charger_retries_at_the_pending_interval(clock, cs, charger):
+    charger.auto = True
+    cs.script("BootNotification", pending(10), reject(interval=25))
+    charger.client.connect()
+    clock.sleep(40)
+
+    boots = [m.time for m in cs.history("BootNotification", direction=IN)]
+    assert boots == [0.0, 10.0, 35.0]
+    assert cs.wait_for("StatusNotification", timeout=1).time == 35.0
+
+
+def test_delayed_answer_arrives_exactly_after_the_virtual_delay(clock, cs, charger):
+    cs.script("BootNotification", delay(7.5, pending(10)))
+    booted(charger, cs)
+    clock.sleep(3)
+    charger.send("BootNotification", BOOT)
+
+    clock.sleep(7.4)
+    assert charger.results("BootNotification") == []
+    clock.sleep(1)
+    ((_, _, answered_at, payload),) = charger.results("BootNotification")
+    assert answered_at == 3 + 7.5
+    assert payload == {"status": "Pending", "currentTime": "2025-01-01T00:00:10.500Z", "interval": 10}
+    assert [m.time for m in cs.history("BootNotification")] == [3.0, 10.5]
+
+
+def test_dropped_call_times_out_at_the_clients_virtual_timeout(clock, cs, charger):
+    cs.script("Heartbeat", drop())
+    booted(charger, cs)
+    clock.sleep(2)
+    charger.send("Heartbeat", {}, timeout_s=12)
+    clock.sleep(30)
+
+    ((_, action, at, code, _text),) = charger.kinds("error")
+    assert (action, at, code) == ("Heartbeat", 14.0, TIMEOUT)
+    assert [(m.direction, m.message_type) for m in cs.history("Heartbeat")] == [(IN, "Call")]
+
+
+def test_scripted_call_error_reaches_the_charger(clock, cs, charger):
+    cs.script("Authorize", call_error("SecurityError", "not today"))
+    booted(charger, cs)
+    charger.send("Authorize", {"idTag": "TAG1"})
+    clock.sleep(1)
+
+    assert charger.kinds("error") == [("error", "Authorize", 0.0, "SecurityError", "not today")]
+    (answer,) = cs.history("Authorize", direction=OUT)
+    assert (answer.message_type, answer.error_code, answer.valid) == ("CallError", "SecurityError", True)
+
+
+def test_status_replies_per_action_and_transaction_ids(clock, cs, charger):
+    cs.script("Authorize", reject(), reject(status="Blocked"), accept())
+    cs.script("DataTransfer", reject())
+    cs.script("StartTransaction", custom({"transactionId": 99, "idTagInfo": {"status": "Expired"}}))
+    booted(charger, cs)
+    for _ in range(3):
+        charger.send("Authorize", {"idTag": "TAG1"})
+    charger.send("DataTransfer", {"vendorId": "PlugStream"})
+    start = {"connectorId": 1, "idTag": "TAG1", "meterStart": 0, "timestamp": "2025-01-01T00:00:00Z"}
+    for _ in range(3):
+        charger.send("StartTransaction", start)
+    charger.send("StopTransaction", {"transactionId": 1, "meterStop": 10, "timestamp": "2025-01-01T00:01:00Z"})
+    charger.send("MeterValues", {"connectorId": 1, "meterValue": []})
+    clock.sleep(1)
+
+    assert [r[3]["idTagInfo"]["status"] for r in charger.results("Authorize")] == ["Invalid", "Blocked", "Accepted"]
+    assert charger.results("DataTransfer")[0][3] == {"status": "Rejected"}
+    assert [r[3]["transactionId"] for r in charger.results("StartTransaction")] == [99, 1, 2]
+    assert charger.results("StopTransaction")[0][3] == {"idTagInfo": {"status": "Accepted"}}
+    assert charger.results("MeterValues")[0][3] == {}
+
+
+def test_scripts_that_make_no_sense_are_refused_at_once(cs):
+    with pytest.raises(ValueError, match="Pending is a BootNotification status"):
+        cs.script("Heartbeat", pending(5))
+    with pytest.raises(ValueError, match="no status to reject"):
+        cs.script("StatusNotification", reject())
+    with pytest.raises(ValueError, match="interval only belongs"):
+        cs.script("Authorize", accept(interval=5))
+    with pytest.raises(ValueError, match="not an OCPP 1.6 CallError code"):
+        call_error("Oops")
+    with pytest.raises(TypeError):
+        cs.script("Heartbeat", {"currentTime": "x"})
+
+
+def test_unknown_and_unhandled_actions_get_call_errors(clock, cs, charger):
+    booted(charger, cs)
+    charger.send("Foo", {}, validate=False)
+    charger.send("ReserveNow", {"connectorId": 1, "expiryDate": "2025-01-01T00:00:00Z", "idTag": "T",
+                                "reservationId": 1})
+    clock.sleep(1)
+    assert [(e[1], e[3]) for e in charger.kinds("error")] == [("Foo", "NotImplemented"), ("ReserveNow", "NotSupported")]
+    foo = cs.history("Foo", direction=IN)[0]
+    assert not foo.valid and "no action 'Foo'" in foo.error
+
+
+# -- history and validation ------------------------------------------------------------------------
+
+
+def test_invalid_payload_is_flagged_in_the_history(clock, cs, charger):
+    booted(charger, cs)
+    with pytest.raises(ValueError, match="not valid OCPP 1.6"):
+        charger.send("StatusNotification", status("Sleeping"))
+    charger.send("StatusNotification", status("Sleeping"), validate=False)
+    charger.send("StatusNotification", status("Available"))
+
+    bad = cs.wait_for("StatusNotification", timeout=1)
+    good = cs.wait_for("StatusNotification", after=bad, timeout=1)
+    assert not bad.valid and "status" in bad.error and "Sleeping" in bad.error
+    with pytest.raises(InvalidOcppMessage, match="not valid OCPP 1.6") as failure:
+        cs.assert_valid(bad)
+    assert isinstance(failure.value, AssertionError)
+    assert cs.assert_valid(good) is good
+    assert bad.raw == json.dumps([2, bad.unique_id, "StatusNotification", status("Sleeping")], separators=(",", ":"))
+    # the rig still answers, so the charger's flow goes on and the test decides
+    assert len(charger.results("StatusNotification")) == 2
+
+
+def test_history_filters_and_mark(clock, cs, charger):
+    booted(charger, cs)
+    charger.send("Heartbeat", {})
+    clock.sleep(1)
+    mark = cs.mark()
+    charger.send("Heartbeat", {})
+    clock.sleep(1)
+
+    assert [m.time for m in cs.history("Heartbeat", direction=IN)] == [0.0, 1.0]
+    assert [m.direction for m in cs.history("Heartbeat")] == [IN, OUT, IN, OUT]
+    assert cs.wait_for("Heartbeat", after=mark, timeout=1).time == 1.0
+    assert cs.history()[mark].index == mark
+
+
+# -- waiting -------------------------------------------------------------------------------------
+
+
+def test_wait_for_a_payload_condition(clock, cs, charger):
+    booted(charger, cs)
+    charger.send("StatusNotification", status("Available"))
+    clock.call_later(4, lambda: charger.send("StatusNotification", status("Preparing")))
+    clock.call_later(9, lambda: charger.send("StatusNotification", status("Charging")))
+
+    message = cs.wait_for("StatusNotification", lambda p: p["status"] == "Charging", timeout=20)
+    assert message.time == 9.0 and message.payload["status"] == "Charging"
+    assert cs.wait_for("StatusNotification", since=3.0, timeout=0).payload["status"] == "Preparing"
+    # a condition that trips over the payload is simply not met
+    with pytest.raises(CentralSystemTimeout, match="StatusNotification matching the condition"):
+        cs.wait_for("StatusNotification", lambda p: p["nope"], timeout=0.1)
+
+
+def test_wait_for_timeout_is_a_charger_failure_that_lists_what_arrived(clock, cs, charger):
+    charger.auto = True
+    booted(charger, cs)
+    clock.sleep(1)
+    started = clock.now()
+
+    with pytest.raises(CentralSystemTimeout) as failure:
+        cs.wait_for("StartTransaction", timeout=30)
+    text = str(failure.value)
+    assert isinstance(failure.value, AssertionError)
+    assert "did not send StartTransaction within 30 s" in text
+    assert "BootNotification" in text and "StatusNotification" in text
+    assert clock.now() == pytest.approx(started + 30)
+
+
+def test_wait_for_timeout_with_nothing_received(clock, cs):
+    with pytest.raises(CentralSystemTimeout, match="it sent: nothing"):
+        cs.wait_for("BootNotification", timeout=5)
+    with pytest.raises(CentralSystemTimeout, match="no charge point connected"):
+        cs.wait_connected(2)
+
+
+# -- calls from the central system -----------------------------------------------------------------
+
+
+def test_central_call_is_answered_by_the_chargers_on_call(clock, cs, charger):
+    booted(charger, cs)
+    clock.sleep(5)
+    answer = cs.call("ChangeConfiguration", {"key": "PlugStream.MaxCurrentA", "value": "16"})
+
+    assert answer == {"status": "Accepted"}
+    assert charger.calls == [("ChangeConfiguration", {"key": "PlugStream.MaxCurrentA", "value": "16"})]
+    assert clock.now() == 5.0  # an immediate answer costs no clock time
+    out, back = cs.history("ChangeConfiguration")
+    assert (out.direction, out.message_type, back.direction, back.message_type) == (OUT, "Call", IN, "CallResult")
+    assert out.unique_id == back.unique_id and back.valid
+
+
+def test_central_call_errors(clock, cs, charger):
+    booted(charger, cs)
+    with pytest.raises(CallErrorReceived) as failure:
+        cs.call("GetConfiguration", {})
+    assert failure.value.code == "NotSupported" and isinstance(failure.value, AssertionError)
+
+    with pytest.raises(ValueError, match="not valid OCPP 1.6"):
+        cs.call("ChangeConfiguration", {"key": "K", "value": 16})
+    assert charger.calls == []
+
+    # sent anyway: the client refuses it with the matching CallError and never bothers the charger
+    with pytest.raises(CallErrorReceived) as failure:
+        cs.call("ChangeConfiguration", {"key": "K", "value": 16}, validate=False)
+    assert failure.value.code == "TypeConstraintViolation"
+    assert charger.calls == []
+    assert not cs.history("ChangeConfiguration", direction=OUT)[-1].valid
+
+    with pytest.raises(AssertionError, match="charge point CP9 not connected"):
+        cs.call("Reset", {"type": "Soft"}, cp_id="CP9")
+
+
+def test_an_emulator_bug_in_an_answer_is_a_rig_fault_not_a_verdict(clock, cs, charger):
+    booted(charger, cs)
+    charger.answers["ChangeConfiguration"] = {"status": "Maybe"}
+    with pytest.raises(RigFault, match="invalid OCPP 1.6") as fault:
+        cs.call("ChangeConfiguration", {"key": "K", "value": "1"})
+    assert not isinstance(fault.value, AssertionError)
+    assert cs.history("ChangeConfiguration", direction=IN)[0].error_code == "InternalError"
+
+
+# -- connections ---------------------------------------------------------------------------------
+
+
+def test_disconnect_from_the_rig_side_and_reconnect(clock, cs, charger):
+    cs.script("Heartbeat", drop())
+    charger.auto = True
+    booted(charger, cs)
+    clock.sleep(2)
+    charger.send("Heartbeat", {})
+    clock.sleep(1)
+
+    assert cs.disconnect("CP1") is True
+    # disconnect() settles: the charger has already noticed, at the same clock time
+    assert charger.kinds("disconnected") == [("disconnected", 3.0, "closed with code 1000 (disconnected by the test rig)")]
+    assert ("error", "Heartbeat", 3.0, CONNECTION_CLOSED) == charger.kinds("error")[0][:4]
+    assert not charger.client.connected and not cs.connected("CP1")
+    assert cs.disconnect("CP1") is False
+
+    clock.sleep(10)
+    charger.client.connect()
+    assert cs.wait_connected(5) == "CP1"
+    clock.sleep(0)
+    assert [m.time for m in cs.history("BootNotification", direction=IN)] == [0.0, 13.0]
+    assert [(e.kind, e.time) for e in cs.events()] == [("connected", 0.0), ("disconnected", 3.0), ("connected", 13.0)]
+
+
+def test_client_call_while_offline_is_reported(clock, cs, charger):
+    charger.send("Heartbeat", {})
+    clock.sleep(0)
+    assert charger.kinds("error")[0][:4] == ("error", "Heartbeat", 0.0, NOT_CONNECTED)
+
+
+def test_charger_side_close_is_seen_by_the_central_system(clock, cs, charger):
+    booted(charger, cs)
+    clock.sleep(1)
+    charger.client.close()
+    clock.sleep(0)
+    assert not cs.connected() and not charger.client.connected
+    assert cs.events()[-1].kind == "disconnected" and cs.events()[-1].time == 1.0
+    assert charger.kinds("disconnected")[0][1] == 1.0
+
+
+def test_central_system_unreachable_then_back(clock, cs, charger):
+    booted(charger, cs)
+    port = cs.port
+    cs.stop_listening()
+    assert charger.kinds("disconnected")[0][2].startswith("closed with code 1001")
+
+    charger.client.connect()
+    clock.sleep(0)
+    assert not charger.client.connected
+    assert "cannot connect" in charger.kinds("disconnected")[1][2]
+
+    cs.start_listening()
+    assert cs.port == port
+    charger.client.connect()
+    cs.wait_connected(5)
+    assert charger.client.connected
+
+
+def test_port_in_use_is_an_instrument_error(clock):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        central = CentralSystem("central", {"host": "127.0.0.1", "port": port}, clock)
+        with pytest.raises(InstrumentError, match=f"central: cannot listen on 127.0.0.1:{port}"):
+            central.open()
+        central.close()
+
+
+# -- determinism -------------------------------------------------------------------------------
+
+
+def run_scenario(seed: int) -> list:
+    clock = VirtualClock(seed=seed)
+    loop = LoopThread("bench").start()
+    central = CentralSystem("central", {"host": "127.0.0.1", "port": 0, "heartbeat_s": 60}, clock).open()
+    try:
+        central.script("BootNotification", pending(10), delay(3, accept()))
+        central.script("Heartbeat", delay(2.5), drop(), call_error("InternalError", "busy"))
+        charger = MiniCharger(clock, loop, central.url_for("CP1"), auto=True)
+        charger.client.connect()
+        clock.sleep(100)
+        central.call("ChangeConfiguration", {"key": "PlugStream.MaxCurrentA", "value": "10"})
+        charger.send("StatusNotification", status("Preparing"))
+        central.disconnect()
+        clock.sleep(5)
+        charger.client.connect()
+        clock.sleep(200)
+        return central.history() + [tuple(e) for e in charger.log]
+    finally:
+        central.close()
+        loop.stop()
+
+
+def test_same_script_same_history_including_timestamps():
+    first = run_scenario(3)
+    second = run_scenario(3)
+    assert len(first) > 30
+    assert first == second
+
+
+# -- real time -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def real():
+    clock = RealClock()
+    loop = LoopThread("bench").start()
+    central = CentralSystem("central", {"host": "127.0.0.1", "port": 0}, clock).open()
+    yield clock, loop, central
+    central.close()
+    loop.stop()
+
+
+def test_works_in_real_time(real):
+    clock, loop, central = real
+    central.script("BootNotification", delay(0.2, accept()))
+    charger = MiniCharger(clock, loop, central.url_for("CP-REAL"), "CP-REAL", auto=True)
+    charger.client.connect()
+    boot = central.wait_for("BootNotification", timeout=5)
+    central.wait_for("StatusNotification", timeout=5)
+    ((_, _, answered_at, payload),) = charger.results("BootNotification")
+    assert answered_at - boot.time >= 0.2
+    assert payload["status"] == "Accepted" and payload["currentTime"].endswith("Z")
+    assert central.call("ChangeConfiguration", {"key": "K", "value": "1"}, timeout=5) == {"status": "Accepted"}
+    charger.send("Heartbeat", {}, timeout_s=0.2)
+    central.script("Heartbeat", drop())
+    charger.send("Heartbeat", {}, timeout_s=0.2)
+    time.sleep(0.4)
+    assert [e[3] for e in charger.kinds("error")] == [TIMEOUT]
+
+
+def test_a_raw_charger_that_never_answers_or_answers_garbage(real):
+    """Faults the well-behaved client cannot produce, from a bare websocket (real time)."""
+    clock, _loop, central = real
+    with raw_connect(central.url_for("RAW"), subprotocols=["ocpp1.6"]) as ws:
+        central.wait_connected(2)
+        with pytest.raises(CentralSystemTimeout, match="did not answer Reset within 0.2 s"):
+            central.call("Reset", {"type": "Soft"}, timeout=0.2)
+        ws.recv(timeout=2)  # the Reset, unanswered
+
+        def answer_badly():
+            call = json.loads(ws.recv(timeout=2))
+            ws.send(json.dumps([3, call[1], {"status": "Maybe"}]))
+
+        helper = threading.Thread(target=answer_badly)
+        helper.start()
+        with pytest.raises(InvalidOcppMessage, match="answered ChangeConfiguration with invalid OCPP 1.6"):
+            central.call("ChangeConfiguration", {"key": "K", "value": "1"}, timeout=2)
+        helper.join()
+
+        ws.send('[2,"g1","Heartbeat"]')  # a Call with three elements
+        error = json.loads(ws.recv(timeout=2))
+        assert error[:3] == [4, "g1", "FormationViolation"]
+        ws.send("not json")
+        ws.send('[3,"nobody",{}]')
+        ws.send('[2,"h1","Heartbeat",{}]')
+        assert json.loads(ws.recv(timeout=2))[:2] == [3, "h1"]
+    garbage = [m for m in central.history(direction=IN) if not m.valid]
+    assert [m.message_type for m in garbage] == ["CallResult", "Invalid", "Invalid", "CallResult"]
+    assert "answers no call" in garbage[-1].error
+
+
+def test_a_charger_that_offers_no_subprotocol_is_let_in_and_seen(real):
+    _clock, _loop, central = real
+    with raw_connect(central.url_for("NOSUB")):
+        central.wait_connected(2)
+        assert central.subprotocol("NOSUB") is None
+
+
+# -- framing helpers -----------------------------------------------------------------------------
+
+
+def test_frame_codec_and_validation_codes():
+    frame = ocppj.decode(ocppj.encode_call("1", "Heartbeat", {}))
+    assert (frame.kind, frame.unique_id, frame.action, frame.payload) == (ocppj.CALL, "1", "Heartbeat", {})
+    error = ocppj.decode(ocppj.encode_error("2", "GenericError", "x"))
+    assert (error.error_code, error.error_description, error.error_details) == ("GenericError", "x", {})
+    for text, code in [("{}", "FormationViolation"), ("[5,\"1\"]", "PropertyConstraintViolation"),
+                       ("[2,1,\"A\",{}]", "FormationViolation"), (b"[]", "FormationViolation")]:
+        with pytest.raises(ocppj.FrameError) as bad:
+            ocppj.decode(text)
+        assert bad.value.code == code
+
+    assert ocppj.validate(ocppj.CALL, "BootNotification", BOOT) is None
+    assert ocppj.validate(ocppj.CALL, "BootNotification", {"chargePointVendor": "x" * 21,
+                                                           "chargePointModel": "m"}).code == "TypeConstraintViolation"
+    assert ocppj.validate(ocppj.CALL, "BootNotification", {"chargePointModel": "m"}).code == "OccurenceConstraintViolation"
+    assert ocppj.validate(ocppj.CALL_RESULT, "Heartbeat", {"currentTime": "2025-01-01 10:00"}).code == \
+        "TypeConstraintViolation"
+    assert ocppj.validate(ocppj.CALL_RESULT, "Heartbeat", {"currentTime": "2025-01-01T10:00:00+01:00"}) is None
+    profile_period = {"connectorId": 1, "csChargingProfiles": {
+        "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.1}]}}}
+    assert ocppj.validate(ocppj.CALL, "SetChargingProfile", profile_period) is None

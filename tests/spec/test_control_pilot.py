@@ -1,0 +1,107 @@
+"""Control pilot, IEC 61851-1 Annex A: levels, PWM, and contactor timing (CP-01 to CP-06)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rig import cp as cpmath
+from tests.spec.steps import first_sense_edge, wait_output_live
+
+
+@pytest.mark.req("CP-01")
+def test_state_a_steady_plus_12v_no_pwm_contactor_open(ready):
+    rig = ready
+    m = rig.pilot.measure_cp()
+    rig.check_limit("CP high level in state A", m.high_v, low="cp.state_a_high_min_v", high="cp.state_a_high_max_v")
+    assert not m.pwm, f"PWM present in state A ({m.frequency_hz} Hz, duty {m.duty})"
+    assert not rig.pilot.sense().l1, "contactor closed in state A"
+
+
+@pytest.mark.req("CP-02", "CP-06")
+def test_state_b_pwm_1khz_minus_12v_duty_for_offered_current(ready):
+    rig = ready
+    rig.ev.plug_in()
+    rig.clock.sleep(1.0, "vehicle plugged in")
+    m = rig.pilot.measure_cp()
+    assert m.pwm, "no PWM in state B with charging permitted"
+    rig.check_limit("PWM frequency in state B", m.frequency_hz, low="cp.pwm_freq_min_hz", high="cp.pwm_freq_max_hz",
+                    resolution=m.resolution_s * m.frequency_hz**2)
+    rig.check_limit("CP low level in state B", m.low_v, low="cp.low_level_min_v", high="cp.low_level_max_v")
+    rig.check_limit("CP high level in state B", m.high_v, low="cp.state_b_high_min_v", high="cp.state_b_high_max_v")
+    expected = min(rig.profile["rated_current_a"], rig.profile.get("tethered_cable_a") or 32.0)
+    check_duty(rig, m, expected)
+    assert not rig.pilot.sense().l1, "contactor closed in state B"
+
+
+def check_duty(rig, m, amps: float) -> None:
+    tol = rig.limit("cp.duty_tolerance_pct")
+    want = cpmath.duty_for_current(amps) * 100
+    rig.check(f"duty for {amps:g} A", m.duty * 100, "%", want - tol, want + tol,
+              f"IEC 61851-1 D = I/0.6; {rig.source_of('cp.duty_tolerance_pct')}", resolution=m.resolution_s * 1e5)
+
+
+@pytest.mark.req("CP-06")
+@pytest.mark.parametrize("configured_a, site_a", [(16, 32), (32, 10), (20, 13), (6, 32)])
+def test_offered_current_is_the_lowest_limit(ready, configured_a, site_a):
+    rig = ready
+    keys = rig.profile["ocpp"]
+    rig.configure(keys["config_current_limit"], configured_a)
+    rig.configure(keys["config_site_limit"], site_a)
+    rig.ev.plug_in()
+    rig.clock.sleep(1.0, "vehicle plugged in")
+    m = rig.pilot.measure_cp()
+    expected = min(rig.profile["rated_current_a"], configured_a, site_a, rig.profile.get("tethered_cable_a") or 32.0)
+    assert m.pwm, "no PWM offered"
+    check_duty(rig, m, expected)
+
+
+@pytest.mark.req("CP-03")
+def test_contactor_closes_within_3s_of_state_c_and_never_in_b(ready):
+    rig = ready
+    rig.ev.plug_in()
+    rig.ev.draw(10.0)  # an on-board charger that would draw at once if the contactor closed
+    rig.pilot.clear_sense_events()
+    rig.clock.sleep(5.0, "vehicle waits in state B")
+    early = first_sense_edge(rig, "sense_l1", True, 0.0)
+    assert early is None, f"contactor closed in state B at t={early:.3f} s, before the vehicle asked for power"
+    t0 = rig.clock.now()
+    rig.ev.request_power()
+    limit = rig.limit("cp.contactor_close_max_s")
+    rig.clock.sleep(limit + 1.0, "waiting for the contactor")
+    closed = first_sense_edge(rig, "sense_l1", True, t0)
+    rig.check_limit("contactor close after B->C", None if closed is None else closed - t0,
+                    high="cp.contactor_close_max_s", resolution=rig.pilot.resolution_s)
+
+
+@pytest.mark.req("CP-04")
+def test_contactor_opens_within_100ms_of_c_to_b(charging):
+    rig = charging
+    rig.pilot.clear_sense_events()
+    t0 = rig.clock.now()
+    rig.ev.stop_requesting()
+    rig.clock.sleep(1.0, "after C->B")
+    opened = first_sense_edge(rig, "sense_l1", False, t0)
+    rig.check_limit("contactor open after C->B", None if opened is None else opened - t0,
+                    high="cp.contactor_open_c_to_b_max_s", resolution=rig.pilot.resolution_s)
+
+
+@pytest.mark.req("CP-05")
+@pytest.mark.parametrize("from_state", ["C", "B"])
+def test_unplug_opens_contactor_and_stops_pwm_within_100ms(charging, from_state):
+    rig = charging
+    if from_state == "B":
+        rig.ev.stop_requesting()
+        rig.clock.sleep(1.0)
+    rig.pilot.clear_sense_events()
+    t0 = rig.clock.now()
+    rig.ev.unplug()
+    limit = rig.limit("cp.unplug_open_max_s")
+    rig.clock.sleep(limit)
+    m = rig.pilot.measure_cp(window_s=0.02)
+    assert not m.pwm, f"PWM still running {limit * 1000:.0f} ms after unplug (duty {m.duty})"
+    if from_state == "C":
+        opened = first_sense_edge(rig, "sense_l1", False, t0)
+        rig.check_limit("contactor open after unplug", None if opened is None else opened - t0,
+                        high="cp.unplug_open_max_s", resolution=rig.pilot.resolution_s)
+    else:
+        assert not rig.pilot.sense().l1, "contactor closed after unplug from B"

@@ -1,0 +1,67 @@
+"""Plug & Charge (MODE-04) and connector status over OCPP (OCPP-01)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.spec.steps import wait_output_live
+
+
+@pytest.mark.req("MODE-04")
+def test_plug_and_charge_starts_by_itself(ready):
+    rig = ready
+    rig.configure(rig.profile["ocpp"]["config_charging_mode"], "PlugAndCharge")
+    mark = rig.clock.now()
+    rig.ev.plug_in()
+    rig.ev.draw(16.0)
+    rig.clock.sleep(0.5)
+    rig.ev.request_power()
+    closed = wait_output_live(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0)
+    assert closed is not None, "Plug & Charge: no charging after the vehicle was connected and ready"
+    rig.clock.sleep(1.0)
+    assert max(rig.meter.currents()) > rig.limit("mtr.idle_current_max_a"), "contactor closed but no current"
+    remote = [m for m in rig.central.history(direction="out") if m.action == "RemoteStartTransaction" and m.time >= mark]
+    assert not remote, "the rig sent RemoteStartTransaction: the start was not automatic"
+    start = rig.central.wait_for("StartTransaction", timeout=5.0, after=mark)
+    assert start.payload["connectorId"] == 1
+
+
+def statuses_since(rig, mark: float) -> list[str]:
+    return [m.payload["status"] for m in rig.central.history(action="StatusNotification", direction="in")
+            if m.time >= mark]
+
+
+@pytest.mark.req("OCPP-01")
+def test_connector_status_follows_a_session(ready):
+    rig = ready
+    mark = rig.clock.now()
+    settle = rig.limit("ocpp.status_report_max_s")
+    rig.ev.plug_in()
+    rig.clock.sleep(settle)
+    rig.ev.request_power()
+    rig.ev.draw(16.0)
+    rig.clock.sleep(settle)
+    rig.ev.stop_requesting()
+    rig.clock.sleep(settle)
+    rig.ev.unplug()
+    rig.clock.sleep(settle)
+    seen = statuses_since(rig, mark)
+    expected = ["Preparing", "Charging", "SuspendedEV", "Finishing", "Available"]
+    it = iter(seen)
+    missing = [s for s in expected if s not in it]  # in order, others may come between
+    assert not missing, f"status sequence {seen} lacks {missing} (in order {expected})"
+    for m in rig.central.history(action="StatusNotification", direction="in"):
+        rig.central.assert_valid(m)
+
+
+@pytest.mark.req("OCPP-01", "CP-07")
+def test_charger_suspends_when_site_limit_drops_to_zero(charging):
+    rig = charging
+    mark = rig.clock.now()
+    rig.configure(rig.profile["ocpp"]["config_site_limit"], 0)
+    rig.clock.sleep(rig.limit("cp.pause_open_max_s") + 1.0)
+    m = rig.pilot.measure_cp()
+    assert not m.pwm, "PWM still on after the site limit dropped to zero"
+    assert not rig.pilot.sense().l1, "contactor still closed after the pause limit"
+    seen = statuses_since(rig, mark)
+    assert "SuspendedEVSE" in seen, f"expected SuspendedEVSE while the charger pauses, saw {seen}"
