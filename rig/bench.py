@@ -16,6 +16,9 @@ from rig.vehicle import Vehicle
 
 SAFE_SUPPLY_TOLERANCE_V = 5.0  # how close to nominal the source must read back to call the supply nominal
 SAFE_IDLE_CURRENT_A = 0.5  # no more than this may flow in the safe state (limits: mtr.idle_current_max_a)
+# After the safe state, the unit gets this long to notice (unplug, supply back) before a test
+# starts: a test must never measure the previous test's tail.
+SAFE_DWELL_S = 2.0
 
 
 def default_rig_path(rootdir: Path) -> Path:
@@ -142,6 +145,7 @@ class Rig:
         self.log = MeasurementLog(attach)
         self.safe_state()
         self.verify_safe_state()
+        self.clock.sleep(SAFE_DWELL_S, "unit settles in the safe state")
 
     def end_test(self) -> list[dict]:
         try:

@@ -18,7 +18,8 @@ connection can be forgotten without touching a new one to the same charge point:
 * the receiver calls `io_end(its incoming tag)` once it has fully handled the frame;
 * a frame that could not be sent is ended by its sender;
 * whoever starts a close counts the close frame toward the peer (only while the
-  socket is still OPEN, so the peer has not released yet);
+  socket is still OPEN, so the peer has not released yet), and its own end of the
+  connection until its receive loop has ended;
 * when a side's receive loop ends it will never handle anything again, so it
   releases its incoming tag, which also ends the peer's close frame.
 
@@ -293,6 +294,8 @@ _KEYWORD_CODES = {
     "maxLength": "TypeConstraintViolation",
     "format": "TypeConstraintViolation",
     "required": "OccurenceConstraintViolation",
+    "minItems": "OccurenceConstraintViolation",
+    "maxItems": "OccurenceConstraintViolation",
     "additionalProperties": "FormationViolation",
     "enum": "PropertyConstraintViolation",
     "minimum": "PropertyConstraintViolation",
@@ -389,6 +392,7 @@ class Link:
         if not self.open or self.closing:
             return
         self.closing = True
+        self.clock.io_begin(self.in_tag)  # until our own run() has ended; our release() ends it
         if self.ws.state is State.OPEN:
             self.clock.io_begin(self.out_tag)  # the close frame; the peer's release ends it
         asyncio.get_running_loop().create_task(self.ws.close(code, reason))

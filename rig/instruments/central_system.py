@@ -340,6 +340,26 @@ class _Awaited:
         self.done.set()
 
 
+class _Hold:
+    """One io_begin that is ended exactly once, by whichever path gets there first."""
+
+    NONE: "_Hold"
+
+    def __init__(self, clock: Clock | None, tag: str):
+        self.clock = clock
+        self.tag = tag
+        if clock is not None:
+            clock.io_begin(tag)
+
+    def end(self) -> None:
+        clock, self.clock = self.clock, None
+        if clock is not None:
+            clock.io_end(self.tag)
+
+
+_Hold.NONE = _Hold(None, "")
+
+
 def _charge_point_id(path: str) -> str:
     """OCPP-J: the charge point id is the last segment of the URL path."""
     return urllib.parse.unquote(path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
@@ -427,6 +447,8 @@ class CentralSystem:
         loop = self._require_loop()
         if self._server is None:
             return
+        if settle:
+            self._settle()  # what is already in flight lands first, the same way every run
         try:
             loop.run(self._shut_down(), timeout=CLOSE_TIMEOUT_S)
         except TimeoutError:
@@ -460,6 +482,7 @@ class CentralSystem:
             port,
             subprotocols=[ocppj.SUBPROTOCOL],
             select_subprotocol=_pick_subprotocol,
+            process_response=self._hold_until_registered,
             ping_interval=None,  # the rig never drops a charger on its own; OCPP has Heartbeat
             close_timeout=CLOSE_HANDSHAKE_S,
         )
@@ -502,6 +525,7 @@ class CentralSystem:
             conn = self._connection(cp_id)
         except AssertionError:
             return False
+        self._settle()  # what is already in flight lands first, the same way every run
         try:
             loop.run(self._close_connection(conn), timeout=CLOSE_TIMEOUT_S)
         except TimeoutError:
@@ -534,6 +558,19 @@ class CentralSystem:
             raise AssertionError(f"charge point {cp_id} not connected")
         return live[cp_id]
 
+    def _hold_until_registered(self, ws, request, response) -> None:
+        """Count an accepted handshake as in flight until the handler has registered the charger.
+
+        The client stops counting its connect once it has the 101 answer; without this the
+        virtual clock could move before the central system knows the charger is there.
+        """
+        if response.status_code == 101:
+            hold = _Hold(self.clock, f"ocpp-accept:{_charge_point_id(request.path)}")
+            ws.rig_hold = hold
+            # if the handler never runs (connection lost right after the handshake), end it anyway
+            asyncio.get_running_loop().create_task(ws.wait_closed()).add_done_callback(lambda _t: hold.end())
+        return None
+
     async def _handler(self, ws) -> None:
         cp_id = _charge_point_id(ws.request.path)
         client_port = ws.remote_address[1]
@@ -550,6 +587,7 @@ class CentralSystem:
             self._events.append(ConnectionEvent(self.clock.now(), cp_id, "connected", f"subprotocol {ws.subprotocol}"))
         if old is not None:
             old.link.close(1000, "replaced by a new connection from the same charge point")
+        getattr(ws, "rig_hold", _Hold.NONE).end()
         try:
             await link.run(lambda text: self._on_message(conn, text))
         finally:

@@ -52,7 +52,9 @@ class EmulatedBench:
             self.plant, self.clock, self.loop, self.profile, self.profile, self.rigfile.product.serial, self.defect
         )
         self.pin_factory = BenchPinFactory(self.clock)
-        self.instruments["pilot"] = EmulatedPilotCircuit(self.plant, self.pin_factory, sections["pilot"])
+        circuit = EmulatedPilotCircuit(self.plant, self.pin_factory, sections["pilot"])
+        sections["pilot"] = circuit.start()  # the emulated ADC must sit on the SPI pins before the driver opens
+        self.instruments["pilot"] = circuit
         servers = {
             "meter": EmulatedMeter(self.plant, self.loop, sections["meter"]),
             "load": EmulatedAcLoad(self.plant, self.loop, sections["load"]),
@@ -85,6 +87,8 @@ class EmulatedBench:
                     pass
         if self.charger is not None and self.charger.client is not None:
             self.charger.client.close()
+        if self.pin_factory is not None:
+            self.pin_factory.close()
         self.loop.stop()
 
     # ------------------------------------------------------------------ harness support

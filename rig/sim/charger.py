@@ -85,6 +85,7 @@ class EmulatedCharger:
         self.status = "Unavailable"
         self.status_sent: str | None = None
         self.fault: str | None = None  # OCPP errorCode while a safety function holds the unit
+        self.finishing = False  # between unplug and Available
         self._timers: dict[str, object] = {}
         self._power_epoch = 0  # bumps on every power cycle: stale callbacks check it
         plant.subscribe(self._on_plant_change)
@@ -123,7 +124,7 @@ class EmulatedCharger:
     def cable_rating_a(self) -> float | None:
         if self.model["connector"] == "tethered":
             return self.model["tethered_cable_a"]
-        return cpmath.pp_cable_rating(self.plant.vehicle.pp_ohms, self.model["phases"])
+        return cpmath.cable_rating_for_pp(self.plant.vehicle.pp_ohms, self.model["phases"])
 
     # ------------------------------------------------------------------ timers
     def _later(self, key: str, delay_s: float, fn) -> None:
@@ -164,6 +165,7 @@ class EmulatedCharger:
         self.powered, self.booting = True, True
         self.registration, self.network_up = "none", False
         self.session, self.fault, self.status_sent = None, None, None
+        self.finishing = False
         self.cp_state = "A"
         self._set_generator("off")
         self._show("rainbow", "rainbow")
@@ -294,7 +296,7 @@ class EmulatedCharger:
         if self.fault:
             return "Faulted"
         if self.cp_state == "A":
-            return "Finishing" if self.session and self.session.transaction_id and not self.session.stopped else "Available"
+            return "Finishing" if self.finishing else "Available"
         if self.contactor_closed:
             return "Charging"
         if self.session and self.session.transaction_id is not None:
@@ -370,7 +372,7 @@ class EmulatedCharger:
         high, _low = self.plant.cp_levels()
         if self.plant.generator.mode == "off":
             return "A"
-        return cpmath.state_from_high_level(high) or "E"
+        return cpmath.state_for_high_v(high) or "E"
 
     def _evaluate_cp(self) -> None:
         if not self.powered or self.booting:
@@ -401,7 +403,14 @@ class EmulatedCharger:
         if self.session and self.session.transaction_id is not None and not self.session.stopped:
             self._stop_transaction("EVDisconnected")
         self.session = None
-        self._later("available", 0.5, self._report_status)
+        # OCPP 1.6: Finishing while the transaction winds up, then Available for the next user
+        self.finishing = True
+        self._later("available", 0.5, self._finished)
+
+    def _finished(self) -> None:
+        self.finishing = False
+        self._report_status()
+        self._update_led()
 
     def _ev_requests_power(self) -> None:
         if self.generator_on_pwm:
@@ -461,9 +470,7 @@ class EmulatedCharger:
                 self._later("pwm-on", T.PWM_START_S, lambda: self._start_pwm(duty))
             elif abs(self.plant.generator.duty - duty) > 1e-9:
                 self._set_generator("pwm", duty)
-            if self.session and self.session.transaction_id is None and not self.session.start_requested_sent:
-                self._start_transaction()
-        elif self.generator_on_pwm:
+        elif self.generator_on_pwm and "pwm-off" not in self._timers:  # (pwm-on-unplug holds it)
             self._set_generator("steady")
             if self.contactor_closed:
                 self._later("pause-open", T.PAUSE_OPEN_S, lambda: self._open_contactor(0, "pause"))
@@ -480,7 +487,9 @@ class EmulatedCharger:
         if not self._permitted():
             return
         self._set_generator("pwm", duty)
-        if self.cp_state == "C":
+        if self.session and not self.session.start_requested_sent:
+            self._start_transaction()  # energy is offered from now on: the transaction begins
+        if self.cp_state == "C" or self.defect == "early-close":
             self._ev_requests_power()
         self._report_status()
 
