@@ -302,7 +302,7 @@ class CentralSystemApi(Protocol):
     def script(self, action: str, *replies: Reply) -> None: ...
     def history(self, action: str | None = None, direction: str | None = None) -> list[Message]: ...
     def wait_for(self, action: str, predicate: Callable[[dict], bool] | None = None,
-                 timeout: float = 60.0, after: int | Message | None = None) -> Message: ...
+                 timeout: float = 60.0, after: int | float | Message | None = None) -> Message: ...
     def call(self, action: str, payload: dict, timeout: float = 30.0) -> dict: ...
     def connected(self, cp_id: str | None = None) -> bool: ...
 
@@ -676,15 +676,18 @@ class CentralSystem:
         action: str,
         predicate: Callable[[dict], bool] | None = None,
         timeout: float = 60.0,
-        after: int | Message | None = None,
+        after: int | float | Message | None = None,
         since: float | None = None,
         cp_id: str | None = None,
     ) -> Message:
         """The first call of `action` from the charger (whose payload satisfies `predicate`).
 
-        Looks at the whole history unless `after` (a history index from mark(), or a Message:
-        only later ones) or `since` (clock time) narrows it. Waits in clock time.
+        Looks at the whole history unless narrowed by `after`: an int is a history index from
+        mark(), a float a clock time (messages at or after it, like `since`), a Message means
+        only later ones. Waits in clock time.
         """
+        if isinstance(after, float):
+            after, since = None, after if since is None else max(since, after)
         start = self._start_index(after)
         found: list[Message] = []
 

@@ -60,7 +60,7 @@ class EmulatedBench:
             "load": EmulatedAcLoad(self.plant, self.loop, sections["load"]),
             "source": EmulatedAcSource(self.plant, self.loop, sections["source"]),
             "injector": EmulatedInjector(self.plant, self.loop, sections["injector"]),
-            "led_sensor": EmulatedLedSensor(self.plant, self.loop, sections["led_sensor"]),
+            "led_sensor": EmulatedLedSensor(self.plant, self.loop, sections["led_sensor"], led=self.profile),
             "console": EmulatedConsole(self.plant, self.loop, sections["console"], self.charger.console),
         }
         for name, server in servers.items():

@@ -48,8 +48,8 @@ class MiniCharger:
     """Just enough charge point on top of OcppClient to drive the central system.
 
     Every event is logged with the clock time at which the charger saw it.
-    `auto=True` behaves like a charger: boots on connect, retries after a Pending/Rejected
-    interval, then heartbeats at the interval it was given (all on clock timers).
+    `auto=True` behaves like a charger: boots on connect and, on a virtual clock, retries after
+    a Pending/Rejected interval, then heartbeats at the interval it was given.
     """
 
     def __init__(self, clock, loop: LoopThread, url: str, cp_id: str = "CP1", auto: bool = True):
@@ -72,13 +72,18 @@ class MiniCharger:
 
     def on_result(self, action: str, payload: dict) -> None:
         self.log.append(("result", action, self.clock.now(), payload))
-        if self.auto and action == "BootNotification":
-            if payload["status"] == "Accepted":
-                self.send("StatusNotification", status("Available"))
-                self.clock.call_later(payload["interval"], self.heartbeat)
-            else:
-                self.clock.call_later(payload["interval"], lambda: self.send("BootNotification", BOOT))
-        if self.auto and action == "Heartbeat":
+        if not self.auto:
+            return
+        accepted = action == "BootNotification" and payload["status"] == "Accepted"
+        if accepted:
+            self.send("StatusNotification", status("Available"))
+        if not self.clock.virtual:
+            return  # the follow-up timers below need the virtual clock's call_later
+        if accepted:
+            self.clock.call_later(payload["interval"], self.heartbeat)
+        elif action == "BootNotification":
+            self.clock.call_later(payload["interval"], lambda: self.send("BootNotification", BOOT))
+        elif action == "Heartbeat":
             self.clock.call_later(60, self.heartbeat)
 
     def heartbeat(self) -> None:

@@ -216,7 +216,7 @@ def test_fault_raises_instrument_error_naming_meter_then_recovers(fault, transpo
 
 
 def test_garbage_over_rtu_is_reported_as_an_unreadable_reply():
-    with emulated_bench("SDM120", "rtu", 1, timeout_s=0.1) as (_clock, _plant, emulated, meter):
+    with emulated_bench("SDM120", "rtu", 1, timeout_s=0.5) as (_clock, _plant, emulated, meter):
         emulated.fault = "garbage"
         with pytest.raises(InstrumentError, match="bad CRC"):
             meter.snapshot()
