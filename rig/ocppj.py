@@ -35,12 +35,12 @@ import itertools
 import json
 import logging
 import threading
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
-from jsonschema import Draft4Validator, FormatChecker
 import ocpp
+from jsonschema import Draft4Validator, FormatChecker
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
@@ -74,7 +74,7 @@ ERROR_CODES = frozenset(
 
 #: where virtual time 0 sits on the calendar: timestamps on the emulated bench are
 #: epoch + clock.now(), so two runs with the same seed send the same bytes
-VIRTUAL_EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+VIRTUAL_EPOCH = dt.datetime(2026, 1, 5, 6, 0, 0, tzinfo=dt.timezone.utc)  # = rig.sim.charger.BENCH_EPOCH
 
 
 # -- time ------------------------------------------------------------------------------------

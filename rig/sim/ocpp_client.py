@@ -190,7 +190,9 @@ class OcppClient:
         self._pending[unique_id] = pending
         # the timer is set before the frame leaves, so a timeout and a delayed answer at the
         # same clock time always run in the same order
-        pending.timer = ocppj.call_later(self.clock, self._thread.loop, timeout_s, lambda: self._time_out(unique_id, timeout_s))
+        pending.timer = ocppj.call_later(
+            self.clock, self._thread.loop, timeout_s, lambda: self._time_out(unique_id, timeout_s)
+        )
         self._link.send(text)
 
     def _time_out(self, unique_id: str, timeout_s: float) -> None:

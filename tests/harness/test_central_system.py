@@ -152,7 +152,7 @@ def test_default_boot_is_accepted_with_the_heartbeat_interval(clock, cs, charger
     assert message.payload == BOOT and message.time == 0.0
     assert charger.results("BootNotification") == [
         ("result", "BootNotification", 0.0,
-         {"status": "Accepted", "currentTime": "2025-01-01T00:00:00.000Z", "interval": 300})
+         {"status": "Accepted", "currentTime": "2026-01-05T06:00:00.000Z", "interval": 300})
     ]
     assert cs.subprotocol("CP1") == "ocpp1.6"
     boots = cs.history(action="BootNotification")
@@ -194,7 +194,7 @@ def test_delayed_answer_arrives_exactly_after_the_virtual_delay(clock, cs, charg
     clock.sleep(1)
     ((_, _, answered_at, payload),) = charger.results("BootNotification")
     assert answered_at == 3 + 7.5
-    assert payload == {"status": "Pending", "currentTime": "2025-01-01T00:00:10.500Z", "interval": 10}
+    assert payload == {"status": "Pending", "currentTime": "2026-01-05T06:00:10.500Z", "interval": 10}
     assert [m.time for m in cs.history("BootNotification")] == [3.0, 10.5]
 
 
@@ -321,6 +321,16 @@ def test_wait_for_a_payload_condition(clock, cs, charger):
         cs.wait_for("StatusNotification", lambda p: p["nope"], timeout=0.1)
 
 
+def test_wait_for_after_a_clock_time(clock, cs, charger):
+    booted(charger, cs)
+    charger.send("Heartbeat", {})
+    clock.sleep(2)
+    mark = clock.now()
+    charger.send("Heartbeat", {})
+    assert cs.wait_for("Heartbeat", after=mark, timeout=1).time == 2.0
+    assert cs.wait_for("Heartbeat", after=0.0, timeout=1).time == 0.0
+
+
 def test_wait_for_timeout_is_a_charger_failure_that_lists_what_arrived(clock, cs, charger):
     charger.auto = True
     booted(charger, cs)
@@ -402,7 +412,8 @@ def test_disconnect_from_the_rig_side_and_reconnect(clock, cs, charger):
 
     assert cs.disconnect("CP1") is True
     # disconnect() settles: the charger has already noticed, at the same clock time
-    assert charger.kinds("disconnected") == [("disconnected", 3.0, "closed with code 1000 (disconnected by the test rig)")]
+    rig_closed = "closed with code 1000 (disconnected by the test rig)"
+    assert charger.kinds("disconnected") == [("disconnected", 3.0, rig_closed)]
     assert ("error", "Heartbeat", 3.0, CONNECTION_CLOSED) == charger.kinds("error")[0][:4]
     assert not charger.client.connected and not cs.connected("CP1")
     assert cs.disconnect("CP1") is False
@@ -578,7 +589,8 @@ def test_frame_codec_and_validation_codes():
     assert ocppj.validate(ocppj.CALL, "BootNotification", BOOT) is None
     assert ocppj.validate(ocppj.CALL, "BootNotification", {"chargePointVendor": "x" * 21,
                                                            "chargePointModel": "m"}).code == "TypeConstraintViolation"
-    assert ocppj.validate(ocppj.CALL, "BootNotification", {"chargePointModel": "m"}).code == "OccurenceConstraintViolation"
+    missing_vendor = ocppj.validate(ocppj.CALL, "BootNotification", {"chargePointModel": "m"})
+    assert missing_vendor.code == "OccurenceConstraintViolation"
     assert ocppj.validate(ocppj.CALL_RESULT, "Heartbeat", {"currentTime": "2025-01-01 10:00"}).code == \
         "TypeConstraintViolation"
     assert ocppj.validate(ocppj.CALL_RESULT, "Heartbeat", {"currentTime": "2025-01-01T10:00:00+01:00"}) is None

@@ -1,0 +1,63 @@
+"""Run pytest with the rig plugin in a child process, the way a station would, and read what it left."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+    reports: Path
+
+    def json(self, name: str) -> dict:
+        return json.loads((self.reports / name).read_text())
+
+    @property
+    def junit(self) -> str:
+        return (self.reports / "junit.xml").read_text()
+
+    def outcome(self, fragment: str) -> str:
+        tests = [t for t in self.json("run.json")["tests"] if fragment in t["nodeid"]]
+        assert len(tests) == 1, f"{fragment!r} matches {[t['nodeid'] for t in tests]}"
+        return tests[0]["outcome"]
+
+
+def write_test(tmp: Path, body: str, name: str = "test_probe.py") -> Path:
+    path = tmp / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def child_env(journal: Path | None = None) -> dict:
+    env = dict(os.environ)
+    env.pop("PYTEST_XDIST_WORKER", None)
+    env.pop("PYTEST_ADDOPTS", None)
+    if journal is not None:
+        env["RIG_SIM_JOURNAL"] = str(journal)
+    return env
+
+
+def pytest_cmd(args: list[str], reports: Path) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rig-reports", str(reports), *args]
+
+
+def run_pytest(args: list[str], tmp: Path, journal: Path | None = None, timeout: float = 300) -> Run:
+    reports = tmp / "reports"
+    proc = subprocess.run(
+        pytest_cmd(args, reports), cwd=PROJECT, env=child_env(journal), capture_output=True, text=True, timeout=timeout
+    )
+    return Run(proc.returncode, proc.stdout + proc.stderr, reports)
+
+
+def journal_lines(journal: Path) -> list[dict]:
+    return [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
