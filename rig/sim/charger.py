@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from rig import cp as cpmath
 from rig.clock import VirtualClock
 from rig.sim import firmware_timing as T
+from rig.sim.charger_safety import PenProtection, ResidualCurrentDetector
 from rig.sim.defects import Defect
 from rig.sim.plant import Generator, LedShown, Plant
 
@@ -85,9 +86,13 @@ class EmulatedCharger:
         self.status = "Unavailable"
         self.status_sent: str | None = None
         self.fault: str | None = None  # OCPP errorCode while a safety function holds the unit
+        self.fault_kind: str | None = None  # rcd | pen | diode | state_e
         self.finishing = False  # between unplug and Available
         self._timers: dict[str, object] = {}
         self._power_epoch = 0  # bumps on every power cycle: stale callbacks check it
+        self.safety = profile["safety"]
+        self.rcd = ResidualCurrentDetector(self)
+        self.pen = PenProtection(self)
         plant.subscribe(self._on_plant_change)
 
     # ------------------------------------------------------------------ configuration
@@ -118,7 +123,11 @@ class EmulatedCharger:
         if self.defect != "ignores-current-limit":
             limits.append(self.config.number(self.ocpp_keys["config_current_limit"], 32))
             limits.append(self.config.number(self.ocpp_keys["config_site_limit"], 32))
-        limits.append(self.cable_rating_a() or 0.0)
+        cable = self.cable_rating_a()
+        if cable is None:
+            return 0.0  # no valid cable coded on PP: nothing may be offered
+        if self.defect != "pp-rating-ignored":
+            limits.append(cable)
         return max(0.0, min(limits))
 
     def cable_rating_a(self) -> float | None:
@@ -151,6 +160,8 @@ class EmulatedCharger:
             self._later("supply", 0.0, self._check_supply)
         elif topic == "vehicle" and self.powered and not self.booting:
             self._later("cp", T.CP_DETECT_S, self._evaluate_cp)
+        elif topic == "injection" and self.powered:
+            self._later("rcd", 0.0, self.rcd.on_injection_change)
 
     def _check_supply(self) -> None:
         on = self.plant.supply_on and any(v > 100 for v in self.plant.supply_v)
@@ -158,14 +169,19 @@ class EmulatedCharger:
             self._power_on()
         elif not on and self.powered:
             self._power_off()
+        if self.powered:
+            self.pen.on_supply_change()
 
     # ------------------------------------------------------------------ power and boot
     def _power_on(self) -> None:
         self._power_epoch += 1
         self.powered, self.booting = True, True
         self.registration, self.network_up = "none", False
-        self.session, self.fault, self.status_sent = None, None, None
+        self.session, self.fault, self.fault_kind, self.status_sent = None, None, None, None
         self.finishing = False
+        if not self.plant.earth_closed:
+            with self.plant.change("contactor"):
+                self.plant.earth_closed = True  # the PEN relay closes PE again at power-up
         self.cp_state = "A"
         self._set_generator("off")
         self._show("rainbow", "rainbow")
@@ -173,6 +189,7 @@ class EmulatedCharger:
 
     def _power_off(self) -> None:
         self._power_epoch += 1
+        self.pen.power_cycled()
         for key in list(self._timers):
             self._cancel(key)
         self.powered = self.booting = False
@@ -383,10 +400,15 @@ class EmulatedCharger:
             self._plugged_in()
         if new == "A" and old != "A":
             self._unplugged()
+        elif new == "E" and old != "E":
+            self.trip("state_e")
         elif new == "C" and old != "C":
             self._ev_requests_power()
-        elif new == "B" and old == "C":
+        elif new in ("B", "D") and old == "C":
             self._ev_stops_requesting()
+        if self.contactor_closed and self.cable_rating_a() is None:
+            self._open_contactor(T.CONTACTOR_OPEN_S, "PP lost")  # PP-03: the cable is gone
+        self._check_diode()
         self._reconsider_offer()
         self._report_status()
         self._update_led()
@@ -403,6 +425,7 @@ class EmulatedCharger:
         if self.session and self.session.transaction_id is not None and not self.session.stopped:
             self._stop_transaction("EVDisconnected")
         self.session = None
+        self._clear_latched_on_unplug()
         # OCPP 1.6: Finishing while the transaction winds up, then Available for the next user
         self.finishing = True
         self._later("available", 0.5, self._finished)
@@ -423,6 +446,7 @@ class EmulatedCharger:
 
     def _close_if_still_c(self) -> None:
         wanted_state = ("B", "C") if self.defect == "early-close" else ("C",)
+        self._check_diode()
         if self.cp_state in wanted_state and self.generator_on_pwm and not self.fault:
             with self.plant.change("contactor"):
                 self.plant.line_closed = self.plant.neutral_closed = True
@@ -454,6 +478,8 @@ class EmulatedCharger:
         """May energy flow now? Plug & Charge: whenever a vehicle is connected and the unit is ready."""
         if self.session is None or self.fault or self.registration in ("pending", "rejected"):
             return False
+        if self.cp_state == "D":
+            return False  # ventilation requested: a residential unit has none
         if self.session.stopped:
             return False
         if self.mode == "Manual":
@@ -489,6 +515,7 @@ class EmulatedCharger:
         self._set_generator("pwm", duty)
         if self.session and not self.session.start_requested_sent:
             self._start_transaction()  # energy is offered from now on: the transaction begins
+        self._later("diode", T.CP_DETECT_S, self._check_diode)
         if self.cp_state == "C" or self.defect == "early-close":
             self._ev_requests_power()
         self._report_status()
@@ -531,6 +558,57 @@ class EmulatedCharger:
     def meter_wh(self) -> int:
         self.plant.integrate()
         return int(round(sum(self.plant.import_kwh) * 1000))
+
+    # ------------------------------------------------------------------ safety trips
+    def trip(self, kind: str, open_earth: bool = False) -> None:
+        """A safety function acts: contactor (and PE) open, no PWM, red LED, Faulted over OCPP."""
+        self.fault_kind, self.fault = kind, self._error_code(kind)
+        self._cancel("close")
+        self._cancel("pwm-on")
+        self._set_generator("steady")
+
+        def open_now():
+            with self.plant.change("contactor"):
+                self.plant.line_closed = self.plant.neutral_closed = False
+                if open_earth:
+                    self.plant.earth_closed = False
+            self._report_status()
+
+        self._later("open", T.CONTACTOR_OPEN_S, open_now)
+        self._report_status()
+        self._update_led()
+
+    def _error_code(self, kind: str) -> str:
+        s = self.safety
+        if kind == "pen":
+            return s["pen_over_error_code"] if self.pen.tripped_on == "over" else s["pen_under_error_code"]
+        return {"rcd": s["rcd_error_code"], "diode": s["diode_error_code"], "state_e": s["state_e_error_code"]}[kind]
+
+    def clear_fault(self, kind: str) -> None:
+        """The safety function that tripped has reset: close PE again and carry on where we were."""
+        if self.fault_kind != kind:
+            return
+        self.fault = self.fault_kind = None
+        if not self.plant.earth_closed:
+            with self.plant.change("contactor"):
+                self.plant.earth_closed = True
+        self._reconsider_offer()
+        self._report_status()
+        self._update_led()
+
+    def _clear_latched_on_unplug(self) -> None:
+        """Unplugging acknowledges a pilot fault, and an RCD trip once the residual current is gone."""
+        if self.fault_kind in ("diode", "state_e"):
+            self.clear_fault(self.fault_kind)
+        elif self.fault_kind == "rcd" and not self.rcd.fault_persists():
+            self.clear_fault("rcd")
+
+    def _check_diode(self) -> None:
+        """IEC 61851-1: the -12 V low level (vehicle diode present) must be seen before closing."""
+        if self.defect == "diode-ignored" or self.fault or not self.generator_on_pwm:
+            return
+        if self.cp_state in ("B", "C") and self.plant.cp_levels()[1] > T.DIODE_FAULT_LOW_V:
+            self.trip("diode")
 
     # ------------------------------------------------------------------ outputs
     def _set_generator(self, mode: str, duty: float = 1.0) -> None:

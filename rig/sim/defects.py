@@ -28,6 +28,17 @@ CATALOGUE: dict[str, Defect] = {
         Defect("early-close", "closes the contactor in state B, before the vehicle asks for power", ("CP-03", "MTR-02")),
         Defect("pwm-on-unplug", "keeps PWM running for 2 s after the vehicle is unplugged", ("CP-05",)),
         Defect("no-preparing-status", "reports Available instead of Preparing when a vehicle is plugged in", ("OCPP-01",)),
+        # safety functions (issue 3)
+        Defect("rcd-slow-60ma", "the DC detector takes 0.5 s to trip at 60 mA", ("RCD-02",)),
+        Defect("rcd-threshold-8ma", "the DC detector does not trip below 8 mA", ("RCD-01", "RCD-05")),
+        Defect("pen-slow-trip", "PEN protection opens 6 s after the voltage leaves the window", ("PEN-01",)),
+        Defect("pen-no-ride-through", "PEN protection trips on a 3 s excursion (2.5 s delay)", ("PEN-02",)),
+        Defect("pen-earth-stays-closed", "a PEN trip opens line and neutral but leaves protective earth closed", ("PEN-01",)),
+        Defect("pen-eleventh-resume", "resumes an eleventh time before locking out", ("PEN-05",)),
+        Defect("pen-recloses-out-of-range", "recloses 30 s after a PEN trip although the voltage is still out of range", ("PEN-03",)),
+        Defect("pen-reset-from-trip", "counts the 30 s PEN reset from the trip, not from the return of normal supply", ("PEN-04",)),
+        Defect("diode-ignored", "closes the contactor with the vehicle diode shorted", ("CP-08",)),
+        Defect("pp-rating-ignored", "offers its own limit regardless of the cable rating coded on PP", ("PP-01",)),
     ]
 }
 

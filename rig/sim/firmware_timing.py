@@ -14,3 +14,19 @@ NETWORK_UP_S = 1.0  # after self-test, link and DHCP before the first connection
 RECONNECT_S = 10.0  # central system unreachable: retry interval
 OCPP_CALL_TIMEOUT_S = 30.0
 DEFAULT_BOOT_RETRY_S = 60  # Pending/Rejected without an interval
+
+# 6 mA DC detector (RDC-DD): inverse-time bands of the reference unit, inside IEC 62955's limits
+RCD_THRESHOLD_MA = 4.8  # trips from here; no trip at 3 mA or less
+RCD_MID_BAND_MA = 50.0
+RCD_HIGH_BAND_MA = 150.0
+RCD_TRIP_LOW_S = 1.5  # threshold .. 50 mA (limit at 6 mA: 10 s)
+RCD_TRIP_MID_S = 0.12  # 50 .. 150 mA (limit at 60 mA: 0.3 s)
+RCD_TRIP_HIGH_S = 0.04  # 150 mA and above (limit at 200 mA: 0.1 s)
+
+# PEN protection: the BS 7671 window, and the reference unit's delays
+PEN_V_MIN = 207.0
+PEN_V_MAX = 253.0
+PEN_TRIP_DELAY_S = 4.5  # rides through < 4 s, open within 5 s
+PEN_RESET_S = 30.0
+PEN_MAX_RESUMES = 10
+DIODE_FAULT_LOW_V = -10.5  # a low level above this with PWM running: diode missing or shorted

@@ -14,7 +14,7 @@ GOOD_MODELS = ["PS7", "PS7-S", "PS22", "PS22-S"]
 
 @pytest.mark.parametrize("model", GOOD_MODELS)
 def test_spec_suite_passes_on_every_good_model(tmp_path, model):
-    run = run_pytest(["tests/spec", "--sim-model", model], tmp_path)
+    run = run_pytest(["tests/spec", "--hazardous", "--sim-model", model], tmp_path)
     assert run.returncode == 0, run.output[-3000:]
     record = run.json("run.json")
     assert record["rig"]["model"] == model
@@ -23,7 +23,7 @@ def test_spec_suite_passes_on_every_good_model(tmp_path, model):
 
 @pytest.mark.parametrize("defect", sorted(CATALOGUE))
 def test_spec_suite_fails_on_every_known_bad_unit(tmp_path, defect):
-    run = run_pytest(["tests/spec", "--sim-defect", defect], tmp_path)
+    run = run_pytest(["tests/spec", "--hazardous", "--sim-defect", defect], tmp_path)
     assert run.returncode == 1, f"spec suite passed a unit with defect {defect!r}:\n{run.output[-2000:]}"
     trace = run.json("traceability.json")
     broken = CATALOGUE[defect].requirements
