@@ -359,6 +359,31 @@ def report_bug(clock: Clock, where: str, exc: BaseException) -> None:
         clock.failure = exc
 
 
+def hand_over(loop, clock: Clock, fn: Callable[[], None], where: str, tag: str | None) -> None:
+    """Run `fn` in the thread of `loop` (a `rig.aio.LoopThread`), at once if already there.
+
+    With a `tag`, the hand-over counts as I/O in flight on the clock until `fn` has run, so
+    the emulated bench cannot settle while a frame is still on its way into the loop. An
+    exception from `fn` is an emulation bug: reported (`report_bug`, naming `where`), not lost.
+    """
+    if loop.in_loop_thread:
+        fn()
+        return
+    if tag is not None:
+        clock.io_begin(tag)
+
+    def run() -> None:
+        try:
+            fn()
+        except Exception as exc:
+            report_bug(clock, where, exc)
+        finally:
+            if tag is not None:
+                clock.io_end(tag)
+
+    loop.call(run)
+
+
 # -- one connection --------------------------------------------------------------------------
 
 

@@ -26,16 +26,8 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from rig.clock import Clock
 from rig.errors import InstrumentError
-from rig.instruments.scpi import (
-    ScpiSession,
-    close_enough,
-    parse_phase_count,
-    parse_bool,
-    parse_float,
-    parse_floats,
-)
+from rig.instruments.scpi import PhasedScpiInstrument, close_enough, parse_bool, parse_float
 
 RESOLUTION_A = 0.001
 
@@ -52,37 +44,11 @@ class AcLoadProtocol(Protocol):
     def measure_current(self) -> tuple[float, ...]: ...
 
 
-class AcLoad:
-    """Driver for the programmable AC load (see module docstring for the command set)."""
+class AcLoad(PhasedScpiInstrument):
+    """Driver for the programmable AC load (see module docstring for the command set).
 
-    def __init__(self, name: str, config: dict, clock: Clock):
-        self.name = name
-        self.config = config
-        self.clock = clock
-        self.session = ScpiSession(name, config, clock)
-        self.phases: int = int(config["phases"]) if "phases" in config else 0
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def open(self) -> None:
-        if self.session.is_open:
-            return
-        self.session.open()
-        try:
-            if not self.phases:
-                self.phases = self.session.query("SYST:PHAS?", parse_phase_count)
-        except BaseException:
-            self.session.close()
-            raise
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> "AcLoad":
-        self.open()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    Constructed as `AcLoad(name, config, clock)`; life cycle from `PhasedScpiInstrument`.
+    """
 
     # -- settings ------------------------------------------------------------------------------
     def set_current(self, amps: float | Sequence[float]) -> None:
@@ -96,7 +62,7 @@ class AcLoad:
         else:
             for n, amps in enumerate(wanted, start=1):
                 self.session.send(f"CURR{n} {amps:.3f}")
-        read = parse_floats(self.session.ask("CURR?"), self.phases)
+        read = self._ask_per_phase("CURR?")
         if not all(close_enough(r, w, RESOLUTION_A / 2) for r, w in zip(read, wanted)):
             raise InstrumentError(self.name, f"current setpoint reads back {read} A, set {wanted} A")
 
@@ -125,20 +91,14 @@ class AcLoad:
 
     def _set_input(self, state: bool) -> None:
         word = "ON" if state else "OFF"
-
-        def apply() -> None:
-            self.session.send(f"INP {word}")
-            if parse_bool(self.session.ask("INP?")) != state:
-                raise InstrumentError(self.name, f"input does not read back {word}")
-
-        self.session.transaction(f"input {word}", apply)
+        self.session.transaction(f"input {word}", lambda: self._switch("INP", "input", state))
 
     # -- readings ------------------------------------------------------------------------------
     def is_on(self) -> bool:
         return self.session.query("INP?", parse_bool)
 
     def setpoint(self) -> tuple[float, ...]:
-        return self.session.query("CURR?", lambda text: parse_floats(text, self.phases))
+        return self._query_per_phase("CURR?")
 
     def measure_current(self) -> tuple[float, ...]:
-        return self.session.query("MEAS:CURR?", lambda text: parse_floats(text, self.phases))
+        return self._query_per_phase("MEAS:CURR?")

@@ -38,14 +38,7 @@ from typing import Protocol, Sequence
 
 from rig.clock import Clock
 from rig.errors import InstrumentError
-from rig.instruments.scpi import (
-    ScpiSession,
-    close_enough,
-    parse_phase_count,
-    parse_bool,
-    parse_floats,
-    parse_word,
-)
+from rig.instruments.scpi import PhasedScpiInstrument, close_enough, parse_bool, parse_word
 
 RESOLUTION_V = 0.01
 
@@ -65,39 +58,16 @@ class AcSourceProtocol(Protocol):
     def transient_running(self) -> bool: ...
 
 
-class AcSource:
-    """Driver for the programmable AC source (see module docstring for the command set)."""
+class AcSource(PhasedScpiInstrument):
+    """Driver for the programmable AC source (see module docstring for the command set).
+
+    Life cycle (open/close, context manager, phase discovery) from `PhasedScpiInstrument`.
+    """
 
     def __init__(self, name: str, config: dict, clock: Clock):
-        self.name = name
-        self.config = config
-        self.clock = clock
-        self.session = ScpiSession(name, config, clock)
-        self.phases: int = int(config["phases"]) if "phases" in config else 0
+        super().__init__(name, config, clock)
         self.nominal_v = float(config.get("nominal_v", 230.0))
         self.nominal_hz = float(config.get("nominal_hz", 50.0))
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def open(self) -> None:
-        if self.session.is_open:
-            return
-        self.session.open()
-        try:
-            if not self.phases:
-                self.phases = self.session.query("SYST:PHAS?", parse_phase_count)
-        except BaseException:
-            self.session.close()
-            raise
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> "AcSource":
-        self.open()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- output --------------------------------------------------------------------------------
     def power_on(self) -> None:
@@ -107,10 +77,7 @@ class AcSource:
         self.session.transaction("output OFF", lambda: self._set_output(False))
 
     def _set_output(self, state: bool) -> None:
-        word = "ON" if state else "OFF"
-        self.session.send(f"OUTP {word}")
-        if parse_bool(self.session.ask("OUTP?")) != state:
-            raise InstrumentError(self.name, f"output does not read back {word}")
+        self._switch("OUTP", "output", state)
 
     def is_on(self) -> bool:
         return self.session.query("OUTP?", parse_bool)
@@ -127,11 +94,11 @@ class AcSource:
 
     def voltages(self) -> tuple[float, ...]:
         """The level each phase is set to now (inside a transient: the transient's level)."""
-        return self.session.query("VOLT?", lambda text: parse_floats(text, self.phases))
+        return self._query_per_phase("VOLT?")
 
     def measure_voltages(self) -> tuple[float, ...]:
         """What the source measures at its output terminals (0 V when the output is off)."""
-        return self.session.query("MEAS:VOLT?", lambda text: parse_floats(text, self.phases))
+        return self._query_per_phase("MEAS:VOLT?")
 
     def nominal(self) -> None:
         """Safe state: no transient, every phase at the nominal voltage and frequency, output on."""
@@ -189,7 +156,7 @@ class AcSource:
 
     def _expect_levels(self, volts: float, phase: int | None) -> None:
         """Read the levels back; the phase(s) just programmed must show `volts`."""
-        read = parse_floats(self.session.ask("VOLT?"), self.phases)
+        read = self._ask_per_phase("VOLT?")
         indices = range(self.phases) if phase is None else [phase - 1]
         wanted = round(volts, 2)
         if not all(close_enough(read[i], wanted, RESOLUTION_V / 2) for i in indices):

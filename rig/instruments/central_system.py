@@ -865,21 +865,7 @@ class CentralSystem:
 
     def _in_loop(self, fn: Callable[[], None]) -> None:
         """Run `fn` in the loop thread; on the emulated bench the hand-over counts as in flight."""
-        loop = self._require_loop()
-        if loop.in_loop_thread:
-            fn()
-            return
-        self.clock.io_begin(self._handover_tag)
-
-        def run() -> None:
-            try:
-                fn()
-            except Exception as exc:
-                ocppj.report_bug(self.clock, f"{self.name} loop call", exc)
-            finally:
-                self.clock.io_end(self._handover_tag)
-
-        loop.call(run)
+        ocppj.hand_over(self._require_loop(), self.clock, fn, f"{self.name} loop call", self._handover_tag)
 
     def _settle(self) -> None:
         settle = getattr(self.clock, "settle", None)

@@ -30,22 +30,14 @@ from typing import Protocol
 
 import serial
 
-from rig.clock import Clock
 from rig.errors import RigFault
-from rig.retry import TRANSIENT, with_retries
-
-try:  # pyserial's POSIX backend lets termios.error (not an OSError) escape from flushes
-    from termios import error as _TermiosError
-except ImportError:  # Windows: no termios
-    _TermiosError = OSError
-#: what a serial link throws when the device misbehaves or vanishes; worth a retry
-SERIAL_TRANSIENT = TRANSIENT + (serial.SerialException, _TermiosError)
+from rig.instruments.serial_line import SerialLineDriver, pop_line, read_available
+from rig.instruments.serial_line import SERIAL_TRANSIENT  # noqa: F401  (re-exported: it was defined here)
 
 PROMPT = "> "
 OK = "OK"
 ERR = "ERR"
 INFO_KEYS = ("model", "serial", "firmware", "phases")
-_READ_POLL_S = 0.05
 _PROMPT_WAIT_S = 0.2
 
 
@@ -106,45 +98,21 @@ def _decode(raw: bytes) -> str:
     return text.strip()
 
 
-class Console:
-    """Driver. Config keys: port, baudrate (115200); optional timeout_s (2.0), attempts (3)."""
+class Console(SerialLineDriver):
+    """Driver. Config keys: port, baudrate (115200); optional timeout_s (2.0), attempts (3).
 
-    def __init__(self, name: str, config: dict, clock: Clock):
-        self.name, self.clock = name, clock
-        self.port = str(config["port"])
-        self.baudrate = int(config.get("baudrate", 115200))
-        self.timeout_s = float(config.get("timeout_s", 2.0))
-        self.attempts = int(config.get("attempts", 3))
-        self._serial: serial.Serial | None = None
-        self._lost: BaseException | None = None  # why the last reconnect failed
+    Constructed as `Console(name, config, clock)`; the port's life cycle (open/close, context
+    manager, reconnects) comes from `SerialLineDriver`.
+    """
 
-    # -- life cycle -----------------------------------------------------------------------------
-    def open(self) -> None:
-        if self._serial is None:
-            with_retries(
-                self.name, f"opening {self.port}", self._connect, self.attempts, SERIAL_TRANSIENT,
-                recover=self._disconnect,
-            )
-
-    def close(self) -> None:
-        self._disconnect()
-
-    def __enter__(self) -> "Console":
-        self.open()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    DEFAULT_TIMEOUT_S = 2.0
 
     # -- commands -------------------------------------------------------------------------------
     def query(self, line: str, timeout_s: float | None = None) -> ConsoleReply:
         """Send `line`; return the reply whether the charger said OK or ERR."""
         _check_command(line)
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        return with_retries(
-            self.name, f"console command {line!r}", lambda: self._exchange(line, timeout),
-            self.attempts, SERIAL_TRANSIENT, recover=self._reconnect,
-        )
+        return self._retried(f"console command {line!r}", lambda: self._exchange(line, timeout))
 
     def command(self, line: str, timeout_s: float | None = None) -> str:
         """Send `line`; return the reply text. ERR raises `ConsoleCommandError`."""
@@ -162,9 +130,7 @@ class Console:
                 raise ConsoleCommandError(self.name, "info", reply.error or "")
             return parse_info(reply.lines)
 
-        return with_retries(
-            self.name, "reading info", attempt, self.attempts, SERIAL_TRANSIENT, recover=self._reconnect
-        )
+        return self._retried("reading info", attempt)
 
     # -- one exchange ---------------------------------------------------------------------------
     def _exchange(self, line: str, timeout_s: float) -> ConsoleReply:
@@ -176,15 +142,14 @@ class Console:
         body: list[str] = []
         first = True
         while True:
-            end = pending.find(b"\n")
-            if end < 0:
+            raw = pop_line(pending)
+            if raw is None:
                 if time.monotonic() > deadline:
                     got = f"; got {len(body)} lines without OK/ERR" if body else ""
                     raise TimeoutError(f"no answer to {line!r} within {timeout_s:g} s{got}")
-                pending += port.read(port.in_waiting or 1)
+                read_available(port, pending)
                 continue
-            text = _decode(bytes(pending[:end]))
-            del pending[: end + 1]
+            text = _decode(raw)
             if first and text == line.strip():
                 first = False
                 continue  # the terminal's echo
@@ -199,35 +164,7 @@ class Console:
     def _consume_prompt(self, port: serial.Serial, pending: bytearray) -> None:
         deadline = time.monotonic() + _PROMPT_WAIT_S
         while PROMPT.encode() not in pending and time.monotonic() < deadline:
-            pending += port.read(port.in_waiting or 1)
-
-    # -- the link -------------------------------------------------------------------------------
-    def _connect(self) -> None:
-        self._lost = None
-        self._serial = serial.Serial(self.port, self.baudrate, timeout=_READ_POLL_S, write_timeout=self.timeout_s)
-        self._serial.reset_input_buffer()
-
-    def _disconnect(self) -> None:
-        port, self._serial = self._serial, None
-        if port is not None:
-            try:
-                port.close()
-            except Exception:  # a vanished device may refuse even to close
-                pass
-
-    def _reconnect(self) -> None:
-        self._disconnect()
-        try:
-            self._connect()
-        except Exception as exc:
-            self._lost = exc  # named by the next attempt's error, which is what the report shows
-            raise
-
-    def _require_port(self) -> serial.Serial:
-        if self._serial is None:
-            why = f" (reconnecting failed: {self._lost})" if self._lost else ""
-            raise ConnectionError(f"{self.port} is not open{why}")
-        return self._serial
+            read_available(port, pending)
 
 
 def _check_command(line: str) -> None:

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from rig.clock import Clock
 from rig.errors import InstrumentError
-from rig.instruments.scpi import ScpiSession, close_enough, parse_bool, parse_float, parse_floats
+from rig.instruments.scpi import ScpiInstrument, close_enough, parse_bool, parse_float, parse_floats
 
 ABS_TOL_A = 1e-9  # a fraction of the SMU's resolution on its lowest range
 
@@ -41,28 +40,11 @@ class InjectorProtocol(Protocol):
     def is_off(self) -> bool: ...
 
 
-class Injector:
-    """Driver for the residual-current injector (see module docstring for the command set)."""
+class Injector(ScpiInstrument):
+    """Driver for the residual-current injector (see module docstring for the command set).
 
-    def __init__(self, name: str, config: dict, clock: Clock):
-        self.name = name
-        self.config = config
-        self.clock = clock
-        self.session = ScpiSession(name, config, clock)
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def open(self) -> None:
-        self.session.open()
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> "Injector":
-        self.open()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    Constructed as `Injector(name, config, clock)`; life cycle from `ScpiInstrument`.
+    """
 
     # -- settings ------------------------------------------------------------------------------
     def set_current(self, amps: float) -> None:
@@ -111,10 +93,7 @@ class Injector:
 
     # -- helpers -------------------------------------------------------------------------------
     def _set_output(self, state: bool) -> None:
-        word = "ON" if state else "OFF"
-        self.session.send(f"OUTP {word}")
-        if parse_bool(self.session.ask("OUTP?")) != state:
-            raise InstrumentError(self.name, f"output does not read back {word}")
+        self._switch("OUTP", "output", state)
 
     def _expect_level(self, wanted: float) -> None:
         read = parse_float(self.session.ask("SOUR:CURR?"))

@@ -42,15 +42,9 @@ import serial
 
 from rig.clock import Clock
 from rig.errors import InstrumentError
+from rig.instruments.serial_line import READ_POLL_S, SerialLineDriver, pop_line, read_available
+from rig.instruments.serial_line import SERIAL_TRANSIENT  # noqa: F401  (re-exported: it was defined here)
 from rig.led_classifier import LedObservation, Sample, classify, led_table, load_led_profile
-from rig.retry import TRANSIENT, with_retries
-
-try:  # pyserial's POSIX backend lets termios.error (not an OSError) escape from flushes
-    from termios import error as _TermiosError
-except ImportError:  # Windows: no termios
-    _TermiosError = OSError
-#: what a serial link throws when the device misbehaves or vanishes; worth a retry
-SERIAL_TRANSIENT = TRANSIENT + (serial.SerialException, _TermiosError)
 
 __all__ = ["LedSensor", "LedSensorLike", "Sample", "LedObservation"]
 
@@ -60,7 +54,7 @@ STAMP_TOLERANCE_S = 0.0015
 MAX_EXTRA_PERIODS = 3
 #: a window must hold at least this share of the samples its length and rate promise
 MIN_SAMPLE_SHARE = 0.5
-_READ_TIMEOUT_S = 0.05  # the reader thread's poll, so that close() is prompt
+_READ_TIMEOUT_S = READ_POLL_S  # the reader thread's poll, so that close() is prompt
 
 
 class LedSensorLike(Protocol):
@@ -89,13 +83,12 @@ class _LineReader(threading.Thread):
         pending = bytearray()
         while not self._stopping.is_set():
             try:
-                pending += self.port.read(self.port.in_waiting or 1)
+                read_available(self.port, pending)
             except Exception as exc:  # the link is gone; the test thread raises it
                 self.error = exc
                 return
-            while (end := pending.find(b"\n")) >= 0:
-                self._take_line(bytes(pending[:end]).rstrip(b"\r"))
-                del pending[: end + 1]
+            while (line := pop_line(pending)) is not None:
+                self._take_line(line)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -165,66 +158,41 @@ def _is_reply(text: str) -> bool:
     return text.startswith("T,") and text[2:].isdigit()
 
 
-class LedSensor:
+class LedSensor(SerialLineDriver):
     """Driver. Config keys: port, baudrate (115200), sample_rate_hz (50); optional timeout_s
     (1.0, real seconds per command), attempts (3), max_garbage_fraction (0.05).
 
     `profile` is the product profile (or just its [led] table); `observe()` classifies
     against it. Without one, the repository's plugstream.toml is read when first needed.
+    The port's life cycle (open/close, context manager, reconnects) comes from `SerialLineDriver`.
     """
 
+    DEFAULT_TIMEOUT_S = 1.0
+
     def __init__(self, name: str, config: dict, clock: Clock, profile: Mapping | None = None):
-        self.name, self.clock = name, clock
-        self.port = str(config["port"])
-        self.baudrate = int(config.get("baudrate", 115200))
+        super().__init__(name, config, clock)
         self.rate_hz = float(config.get("sample_rate_hz", 50))
-        self.timeout_s = float(config.get("timeout_s", 1.0))
-        self.attempts = int(config.get("attempts", 3))
         self.max_garbage_fraction = float(config.get("max_garbage_fraction", 0.05))
         self.identity: str | None = None
         self.last_garbled = 0  # garbled lines seen in the last window (tolerated ones included)
         self._led = led_table(profile) if profile is not None else None
-        self._serial: serial.Serial | None = None
-        self._lost: BaseException | None = None  # why the last reconnect failed
         self._reader: _LineReader | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
-    def open(self) -> None:
-        if self._serial is not None:
-            return
-        try:
-            with_retries(
-                self.name, f"opening {self.port}", self._connect, self.attempts, SERIAL_TRANSIENT,
-                recover=self._disconnect,
-            )
-        except BaseException:
-            self._disconnect()  # never leave a half-open port behind a failed open()
-            raise
-
     def close(self) -> None:
         if self._serial is not None:
             try:
                 self._command("STOP", "OK")
             except Exception:  # closing anyway: a sensor that cannot hear STOP stops on reconnect
                 pass
-        self._disconnect()
-
-    def __enter__(self) -> "LedSensor":
-        self.open()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        super().close()
 
     # -- measuring ------------------------------------------------------------------------------
     def sample(self, window_s: float) -> list[Sample]:
         """Samples taken over the next `window_s` seconds of rig time, stamped in rig time."""
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
-        return with_retries(
-            self.name, f"sampling the LED for {window_s:g} s", lambda: self._sample_once(window_s),
-            self.attempts, SERIAL_TRANSIENT, recover=self._reconnect,
-        )
+        return self._retried(f"sampling the LED for {window_s:g} s", lambda: self._sample_once(window_s))
 
     def observe(self, window_s: float | None = None) -> LedObservation:
         """Watch the LED for `window_s` (default: the profile's [led.waveforms].window_s) and classify."""
@@ -279,11 +247,7 @@ class LedSensor:
 
     # -- the link -------------------------------------------------------------------------------
     def _connect(self) -> None:
-        self._lost = None
-        self._serial = serial.Serial(
-            self.port, self.baudrate, timeout=_READ_TIMEOUT_S, write_timeout=self.timeout_s
-        )
-        self._serial.reset_input_buffer()
+        super()._connect()
         self._reader = _LineReader(self._serial, self.name)
         self._reader.start()
         self._command("STOP", "OK")  # a previous session may have left it streaming
@@ -291,28 +255,14 @@ class LedSensor:
         self._command(f"RATE {self.rate_hz:g}", "OK")
 
     def _disconnect(self) -> None:
-        reader, port = self._reader, self._serial
-        self._reader = self._serial = None
+        reader, self._reader = self._reader, None
         if reader is not None:
             reader.stop()
-        if port is not None:
-            try:
-                port.close()
-            except Exception:  # a vanished device may refuse even to close
-                pass
-
-    def _reconnect(self) -> None:
-        self._disconnect()
-        try:
-            self._connect()
-        except Exception as exc:
-            self._lost = exc  # named by the next attempt's error, which is what the report shows
-            raise
+        super()._disconnect()
 
     def _live_reader(self) -> _LineReader:
         if self._serial is None or self._reader is None:
-            why = f" (reconnecting failed: {self._lost})" if self._lost else ""
-            raise ConnectionError(f"{self.port} is not open{why}")
+            raise self._not_open()
         if self._reader.error is not None:
             raise ConnectionError(f"{self.port} dropped: {self._reader.error}")
         return self._reader

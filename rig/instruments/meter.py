@@ -25,6 +25,7 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.client.mixin import ModbusClientMixin
 from pymodbus.exceptions import ModbusException, ModbusIOException
 
+from rig import rigfile
 from rig.clock import Clock
 from rig.retry import TRANSIENT, with_retries
 
@@ -160,18 +161,8 @@ class EnergyMeter(Protocol):
 
 
 @dataclass(frozen=True)
-class MeterSettings:
-    """The rig-file [meter] section, checked."""
-
-    model: str
-    transport: str
-    port: str | int
-    host: str
-    baudrate: int
-    parity: str
-    stopbits: int
-    unit: int
-    timeout_s: float
+class MeterSettings(rigfile.Meter):
+    """The rig-file [meter] section, checked: the fields of `rig.rigfile.Meter`, read from a dict."""
 
     @classmethod
     def from_config(cls, name: str, config: dict) -> "MeterSettings":

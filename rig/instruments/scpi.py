@@ -1,5 +1,9 @@
 """One VISA session to an SCPI instrument over a raw socket, shared by the load, source and injector.
 
+`ScpiSession` is the session; `ScpiInstrument` (and `PhasedScpiInstrument`, for instruments
+with 1..3 phases) is the driver base class around it: life cycle and the helpers every SCPI
+driver repeats.
+
 Why a shared session: every SCPI driver needs the same discipline, and getting it wrong once
 blames a good charger for a rig problem.
 
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable, TypeVar
+from typing import Callable, Self, TypeVar
 
 from rig.clock import Clock
 from rig.errors import InstrumentError, RigFault
@@ -241,3 +245,77 @@ class ScpiSession:
     def query(self, query: str, parse: Callable[[str], T] = str) -> T:
         """Ask and parse; a parse failure counts as a garbled answer and is retried."""
         return self.transaction(query, lambda: parse(self.ask(query)))
+
+
+class ScpiInstrument:
+    """What every SCPI driver shares: one session, the open/close life cycle, an on/off switch.
+
+    A subclass adds its own commands on `self.session`; `_discover()` is its hook for asking
+    the instrument what it is right after the link comes up (inside `open()`, so a failure
+    there closes the session again instead of leaving a half-open driver).
+    """
+
+    def __init__(self, name: str, config: dict, clock: Clock):
+        self.name = name
+        self.config = config
+        self.clock = clock
+        self.session = ScpiSession(name, config, clock)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self) -> None:
+        if self.session.is_open:
+            return
+        self.session.open()
+        try:
+            self._discover()
+        except BaseException:
+            self.session.close()
+            raise
+
+    def _discover(self) -> None:
+        """Ask the instrument what the driver needs to know about it (nothing, by default)."""
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- helpers (unretried: use inside a `transaction`) ---------------------------------------
+    def _switch(self, header: str, what: str, state: bool) -> None:
+        """Turn `header` (e.g. "OUTP") ON or OFF and make sure it reads back so."""
+        word = "ON" if state else "OFF"
+        self.session.send(f"{header} {word}")
+        if parse_bool(self.session.ask(f"{header}?")) != state:
+            raise InstrumentError(self.name, f"{what} does not read back {word}")
+
+
+class PhasedScpiInstrument(ScpiInstrument):
+    """An SCPI instrument with 1..3 phases: `phases` from the config, otherwise `SYST:PHAS?`.
+
+    Config keys (besides the session's): optional `phases`.
+    """
+
+    def __init__(self, name: str, config: dict, clock: Clock):
+        super().__init__(name, config, clock)
+        self.phases: int = int(config["phases"]) if "phases" in config else 0
+
+    def _discover(self) -> None:
+        if not self.phases:
+            self.phases = self.session.query("SYST:PHAS?", parse_phase_count)
+
+    def _parse_per_phase(self, text: str) -> tuple[float, ...]:
+        """An answer with one number per phase; any other count is a garbled answer."""
+        return parse_floats(text, self.phases)
+
+    def _query_per_phase(self, query: str) -> tuple[float, ...]:
+        """Retried query of one number per phase."""
+        return self.session.query(query, self._parse_per_phase)
+
+    def _ask_per_phase(self, query: str) -> tuple[float, ...]:
+        """Unretried query of one number per phase (use inside a `transaction`)."""
+        return self._parse_per_phase(self.session.ask(query))

@@ -16,7 +16,8 @@ may read and change the plant under `plant.lock` / `plant.change()` as usual.
 
 Faults (`fault`, settable any time): None | "silent" (reads and answers nothing) |
 "garbage" (every byte it sends has its high bit set; line breaks survive) | "disconnect"
-(the pty disappears; there is no coming back).
+(the pty disappears; there is no coming back). They, and the pty's life cycle, come from
+`rig.sim.pty_link.PtyInstrument`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from typing import Callable
 
 from rig.aio import LoopThread
 from rig.sim.plant import Plant
-from rig.sim.pty_link import PtyLink
+from rig.sim.pty_link import FAULTS, PtyInstrument  # noqa: F401  (FAULTS re-exported: it was defined here)
 
 PROMPT = b"> "
-FAULTS = (None, "silent", "garbage", "disconnect")
 
 Handler = Callable[[str], "str | None"]
 
@@ -37,57 +37,26 @@ class CommandRejected(ValueError):
     """Raise from a console handler to answer ERR <message>."""
 
 
-def _garble(data: bytes) -> bytes:
-    return bytes(b if b in b"\r\n" else b | 0x80 for b in data)
+class EmulatedConsole(PtyInstrument):
+    link_name = "console"
 
-
-class EmulatedConsole:
     def __init__(self, plant: Plant, loop: LoopThread, config: dict, handler: Handler, *, echo: bool = True):
-        self.plant, self.loop, self.config = plant, loop, dict(config)
+        super().__init__(plant, loop, config)
         self.handler = handler
         self.echo = echo
         self.commands: list[str] = []  # every command line received, for the harness's own tests
-        self._fault: str | None = None
-        self._link: PtyLink | None = None
 
-    # -- life cycle -----------------------------------------------------------------------------
-    def start(self) -> dict:
-        if self._link is None:
-            self._link = PtyLink(self.loop, self._on_line, "console")
-            self._link.open()
-            self._link.write(PROMPT)
-        return {**self.config, "port": self._link.path}
-
-    def stop(self) -> None:
-        if self._link is not None:
-            self._link.close()
-
-    @property
-    def fault(self) -> str | None:
-        return self._fault
-
-    @fault.setter
-    def fault(self, mode: str | None) -> None:
-        if mode not in FAULTS:
-            raise ValueError(f"unknown fault {mode!r}; one of {FAULTS}")
-        self._fault = mode
-        if mode == "disconnect":
-            self.stop()
+    def _on_open(self) -> None:
+        self._link.write(PROMPT)  # the first prompt, ready for a command
 
     # -- one line (loop thread) -----------------------------------------------------------------
-    def _on_line(self, raw: bytes) -> None:
-        if self._fault == "silent":
-            return
-        text = raw.decode("ascii", "replace").strip()
+    def _on_text(self, text: str) -> None:
         out: list[str] = [text] if self.echo and text else []
         if text:
             self.commands.append(text)
             out += self._reply_lines(text)
         data = b"".join(line.encode("ascii", "replace") + b"\r\n" for line in out) + PROMPT
-        if self._fault == "garbage":
-            data = _garble(data)
-        if self._link is not None:
-            self._link.write(data)
+        self._send_bytes(data)
 
     def _reply_lines(self, text: str) -> list[str]:
         try:

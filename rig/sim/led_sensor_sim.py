@@ -14,7 +14,8 @@ Faults, for the harness's own tests (`fault` may be set at any time):
     "garbage"     every line it sends is corrupted (high bit set on every byte)
     "disconnect"  the USB cable is pulled: the pty disappears; there is no coming back
 `garble_one_in = n` (n > 0) corrupts every n-th sample line only, to test the driver's
-tolerance of the odd bad line.
+tolerance of the odd bad line. The pty's life cycle and the faults come from
+`rig.sim.pty_link.PtyInstrument`.
 """
 
 from __future__ import annotations
@@ -27,19 +28,15 @@ from rig.aio import LoopThread
 from rig.led_classifier import led_table, load_led_profile
 from rig.sim.led_emitter import Optics, sensor_counts
 from rig.sim.plant import Plant
-from rig.sim.pty_link import PtyLink
+from rig.sim.pty_link import FAULTS, PtyInstrument, garble  # noqa: F401  (FAULTS, garble re-exported)
 
 IDENTITY = "ID,RigOptics,TCS34725-USB,EMU-0001,1.2"
 MAX_RATE_HZ = 1000.0
-FAULTS = (None, "silent", "garbage", "disconnect")
 
 
-def garble(data: bytes) -> bytes:
-    """Corrupt a line the way a wrong baud rate does: every byte's high bit set (never a newline)."""
-    return bytes(b | 0x80 for b in data)
+class EmulatedLedSensor(PtyInstrument):
+    link_name = "led_sensor"
 
-
-class EmulatedLedSensor:
     def __init__(
         self,
         plant: Plant,
@@ -50,7 +47,7 @@ class EmulatedLedSensor:
         optics: Optics | None = None,
         boot_ms: int = 7_000,
     ):
-        self.plant, self.loop, self.config = plant, loop, dict(config)
+        super().__init__(plant, loop, config)
         self.clock = plant.clock
         table = led_table(led) if led is not None else load_led_profile()
         self.colours, self.waveforms = table["colours"], table["waveforms"]
@@ -59,8 +56,6 @@ class EmulatedLedSensor:
         self.boot_ms = boot_ms
         self.garble_one_in = 0
         self.samples_sent = 0
-        self._fault: str | None = None
-        self._link: PtyLink | None = None
         self._lock = threading.Lock()  # streaming state: loop thread (commands) vs test thread (timer)
         self._streaming = False
         self._timer = None
@@ -69,38 +64,16 @@ class EmulatedLedSensor:
         self._k = 0
 
     # -- life cycle -----------------------------------------------------------------------------
-    def start(self) -> dict:
-        if self._link is None:
-            self._link = PtyLink(self.loop, self._on_command, "led_sensor")
-            self._link.open()
-        return {**self.config, "port": self._link.path}
-
     def stop(self) -> None:
         self._stop_stream()
-        if self._link is not None:
-            self._link.close()
-
-    @property
-    def fault(self) -> str | None:
-        return self._fault
-
-    @fault.setter
-    def fault(self, mode: str | None) -> None:
-        if mode not in FAULTS:
-            raise ValueError(f"unknown fault {mode!r}; one of {FAULTS}")
-        self._fault = mode
-        if mode == "disconnect":
-            self.stop()
+        super().stop()
 
     @property
     def streaming(self) -> bool:
         return self._streaming
 
     # -- commands (loop thread) -----------------------------------------------------------------
-    def _on_command(self, raw: bytes) -> None:
-        if self._fault == "silent":
-            return
-        text = raw.decode("ascii", "replace").strip()
+    def _on_text(self, text: str) -> None:
         if not text:
             return
         word, _, arg = text.partition(" ")
@@ -172,8 +145,4 @@ class EmulatedLedSensor:
         return round(self.clock.now() * 1000) + self.boot_ms
 
     def _send(self, line: str, corrupt: bool = False) -> None:
-        data = line.encode("ascii")
-        if corrupt or self._fault == "garbage":
-            data = garble(data)
-        if self._link is not None:
-            self._link.write(data + b"\r\n")
+        self._send_bytes(line.encode("ascii") + b"\r\n", corrupt)

@@ -268,22 +268,8 @@ class OcppClient:
     # -- threads -----------------------------------------------------------------------------
     def _run_in_loop(self, fn: Callable[[], None], counted: bool = True) -> None:
         """Run `fn` in the loop thread; the hand-over counts as in flight on the emulated bench."""
-        if self._thread.in_loop_thread:
-            fn()
-            return
-        if counted:
-            self.clock.io_begin(self._handover_tag)
-
-        def run() -> None:
-            try:
-                fn()
-            except Exception as exc:
-                ocppj.report_bug(self.clock, f"OCPP client {self.cp_id}", exc)
-            finally:
-                if counted:
-                    self.clock.io_end(self._handover_tag)
-
-        self._thread.call(run)
+        tag = self._handover_tag if counted else None
+        ocppj.hand_over(self._thread, self.clock, fn, f"OCPP client {self.cp_id}", tag)
 
     def _notify(self, callback: Callable[..., None], *args) -> None:
         """Call into the charger; its exceptions are emulator bugs, reported, never swallowed silently."""

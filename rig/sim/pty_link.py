@@ -16,6 +16,10 @@ counted, like a real sensor's overflowing USB FIFO, instead of growing without b
 
 `close()` is the cable pulled out: the master closes, the device path disappears and the
 driver's next read or write fails.
+
+`PtyInstrument` is the base of the emulated serial instruments (console, LED sensor): the
+start/stop life cycle around one link, the `fault` modes and garbled sending, which are the
+same for every instrument on a pty; what the lines mean is each subclass's business.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import tty
 from typing import Callable
 
 from rig.aio import LoopThread
+from rig.sim.plant import Plant
 
 MAX_QUEUED = 256 * 1024
 _CHUNK = 4096
@@ -156,3 +161,73 @@ class PtyLink:
 
         self._loop.loop.call_soon_threadsafe(run)
         return done.result(5)
+
+
+FAULTS = (None, "silent", "garbage", "disconnect")
+
+
+def garble(data: bytes) -> bytes:
+    """Corrupt bytes the way a wrong baud rate does: every byte's high bit set, line breaks kept
+    (so the driver still sees lines, just unreadable ones)."""
+    return bytes(b if b in b"\r\n" else b | 0x80 for b in data)
+
+
+class PtyInstrument:
+    """Base of an emulated serial instrument on one `PtyLink`: life cycle, faults, sending.
+
+    A subclass must define `_on_text(text)`, which answers one received line (loop thread; the
+    line decoded and stripped, never called while the fault is "silent"), and may greet the
+    driver in `_on_open()`.
+    `link_name` names the pty in errors and thread names.
+
+    Faults (`fault`, settable any time): None | "silent" (reads and answers nothing) |
+    "garbage" (every byte sent has its high bit set; line breaks survive) | "disconnect" (the
+    pty disappears; there is no coming back).
+    """
+
+    link_name = "pty"
+
+    def __init__(self, plant: Plant, loop: LoopThread, config: dict):
+        self.plant, self.loop, self.config = plant, loop, dict(config)
+        self._fault: str | None = None
+        self._link: PtyLink | None = None
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def start(self) -> dict:
+        if self._link is None:
+            self._link = PtyLink(self.loop, self._on_line, self.link_name)
+            self._link.open()
+            self._on_open()
+        return {**self.config, "port": self._link.path}
+
+    def _on_open(self) -> None:
+        """What the instrument sends as soon as the cable is plugged in (nothing, by default)."""
+
+    def stop(self) -> None:
+        if self._link is not None:
+            self._link.close()
+
+    @property
+    def fault(self) -> str | None:
+        return self._fault
+
+    @fault.setter
+    def fault(self, mode: str | None) -> None:
+        if mode not in FAULTS:
+            raise ValueError(f"unknown fault {mode!r}; one of {FAULTS}")
+        self._fault = mode
+        if mode == "disconnect":
+            self.stop()
+
+    # -- the wire -------------------------------------------------------------------------------
+    def _on_line(self, raw: bytes) -> None:
+        if self._fault == "silent":
+            return
+        self._on_text(raw.decode("ascii", "replace").strip())
+
+    def _send_bytes(self, data: bytes, corrupt: bool = False) -> None:
+        """Write to the driver, garbled if asked or while the fault is "garbage"."""
+        if corrupt or self._fault == "garbage":
+            data = garble(data)
+        if self._link is not None:
+            self._link.write(data)
