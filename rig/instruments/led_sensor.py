@@ -251,7 +251,11 @@ class LedSensor(SerialLineDriver):
         self._reader = _LineReader(self._serial, self.name)
         self._reader.start()
         self._command("STOP", "OK")  # a previous session may have left it streaming
-        self.identity = self._command("ID?", "ID,")[3:]
+        identity = self._command("ID?", "ID,")[3:]
+        if getattr(self, "identity", None) and identity != self.identity:
+            # the port was re-enumerated and now reaches another device: never read its data as ours
+            raise ConnectionError(f"{self.port} now answers as {identity!r}, not {self.identity!r}")
+        self.identity = identity
         self._command(f"RATE {self.rate_hz:g}", "OK")
 
     def _disconnect(self) -> None:
