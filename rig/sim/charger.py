@@ -206,6 +206,8 @@ class EmulatedCharger:
         self.booting = False
         self._set_generator("steady")
         self.cp_state = self._read_cp()
+        if self.cp_state != "A":
+            self._plugged_in()  # a vehicle stayed plugged in through the power loss: a new session
         self._later("network", T.NETWORK_UP_S, self._network_up)
         self._update_led()
 

@@ -15,6 +15,7 @@ class Defect:
     name: str
     description: str  # one line: what the firmware gets wrong
     requirements: tuple[str, ...]  # requirement IDs whose tests must catch it
+    model: str = "PS7"  # a model on which the defect can show (PP defects need a socket variant)
 
 
 CATALOGUE: dict[str, Defect] = {
@@ -38,7 +39,7 @@ CATALOGUE: dict[str, Defect] = {
         Defect("pen-recloses-out-of-range", "recloses 30 s after a PEN trip although the voltage is still out of range", ("PEN-03",)),
         Defect("pen-reset-from-trip", "counts the 30 s PEN reset from the trip, not from the return of normal supply", ("PEN-04",)),
         Defect("diode-ignored", "closes the contactor with the vehicle diode shorted", ("CP-08",)),
-        Defect("pp-rating-ignored", "offers its own limit regardless of the cable rating coded on PP", ("PP-01",)),
+        Defect("pp-rating-ignored", "offers its own limit regardless of the cable rating coded on PP", ("PP-01",), model="PS7-S"),
     ]
 }
 

@@ -32,7 +32,7 @@ def test_defects_lists_every_catalogued_defect_on_one_line():
 def test_check_emulated_bench_is_ok():
     result = rig("check", EMULATED)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith(f"ok: {EMULATED} (emulated bench 'emulated', PS7 SIM-0001)")
+    assert result.stdout.startswith(f"ok: {EMULATED} (emulated bench 'emulated', PS22-S SIM-0001)")
 
 
 def test_check_prints_one_line_per_mistake_and_exits_2(tmp_path):

@@ -113,7 +113,7 @@ def rename_key(dotted: str, new_leaf: str) -> Callable[[dict], None]:
 def test_shipped_rig_files_load(path):
     rig = load_rigfile(path)
     assert rig.path == path
-    assert rig.product.profile == "plugstream" and rig.product.model == "PS7"
+    assert rig.product.profile == "plugstream" and rig.product.model == "PS22-S"
     assert rig.pilot.pins.cp_b == 5 and rig.pilot.adc.chip == "MCP3208"
     assert rig.pilot.pp_ladder.ohms(3) == 220
     assert rig.meter.baudrate == 9600 and rig.meter.timeout_s == 0.5
@@ -336,10 +336,10 @@ def test_profile_beside_the_rig_file_is_preferred(tmp_path):
 def test_load_profile_merges_product_and_model():
     profile = load_profile(load_rigfile(EMULATED))
     assert profile["product"]["vendor"] == "PlugStream"
-    assert profile["product"]["model"] == "PS7" and profile["product"]["serial"] == "SIM-0001"
-    assert (profile["phases"], profile["connector"]) == (1, "tethered")
+    assert profile["product"]["model"] == "PS22-S" and profile["product"]["serial"] == "SIM-0001"
+    assert (profile["phases"], profile["connector"]) == (3, "socket")
     assert profile["ocpp"]["path_prefix"] == "/ocpp/"
-    assert load_profile("plugstream", model="PS22-S")["phases"] == 3
+    assert load_profile("plugstream", model="PS7")["phases"] == 1
 
 
 def test_load_profile_by_name_without_model_is_the_file_as_is():
@@ -350,10 +350,10 @@ def test_load_profile_by_name_without_model_is_the_file_as_is():
 
 def test_with_model_replaces_only_the_model():
     rig = load_rigfile(EMULATED)
-    other = with_model(rig, "PS22-S")
-    assert other.product.model == "PS22-S" and other.section("product")["model"] == "PS22-S"
-    assert rig.product.model == "PS7" and rig.section("product")["model"] == "PS7"
-    assert load_profile(other)["connector"] == "socket"
+    other = with_model(rig, "PS7")
+    assert other.product.model == "PS7" and other.section("product")["model"] == "PS7"
+    assert rig.product.model == "PS22-S" and rig.section("product")["model"] == "PS22-S"
+    assert load_profile(other)["connector"] == "tethered"
 
 
 def test_with_unknown_model_names_the_key():

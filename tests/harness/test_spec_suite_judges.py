@@ -23,7 +23,8 @@ def test_spec_suite_passes_on_every_good_model(tmp_path, model):
 
 @pytest.mark.parametrize("defect", sorted(CATALOGUE))
 def test_spec_suite_fails_on_every_known_bad_unit(tmp_path, defect):
-    run = run_pytest(["tests/spec", "--hazardous", "--sim-defect", defect], tmp_path)
+    model = CATALOGUE[defect].model
+    run = run_pytest(["tests/spec", "--hazardous", "--sim-defect", defect, "--sim-model", model], tmp_path)
     assert run.returncode == 1, f"spec suite passed a unit with defect {defect!r}:\n{run.output[-2000:]}"
     trace = run.json("traceability.json")
     broken = CATALOGUE[defect].requirements
