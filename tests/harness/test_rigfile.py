@@ -113,7 +113,7 @@ def rename_key(dotted: str, new_leaf: str) -> Callable[[dict], None]:
 def test_shipped_rig_files_load(path):
     rig = load_rigfile(path)
     assert rig.path == path
-    assert rig.product.profile == "plugstream" and rig.product.model == "PS22-S"
+    assert rig.product.profile == "plugstream" and rig.product.model == ("PS22-S" if path == EMULATED else "PS7")
     assert rig.pilot.pins.cp_b == 5 and rig.pilot.adc.chip == "MCP3208"
     assert rig.pilot.pp_ladder.ohms(3) == 220
     assert rig.meter.baudrate == 9600 and rig.meter.timeout_s == 0.5
