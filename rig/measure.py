@@ -53,6 +53,8 @@ class MeasurementLog:
         source: str = "",
         resolution: float | None = None,
     ) -> Measurement:
+        if value is not None and resolution:
+            value = round(round(value / resolution) * resolution, 12)  # a time difference of two clock readings
         ok = value is not None and (low is None or value >= low) and (high is None or value <= high)
         m = Measurement(name, value, unit, low, high, source, resolution, ok)
         self.items.append(m)
