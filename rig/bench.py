@@ -15,7 +15,6 @@ from rig.measure import MeasurementLog
 from rig.vehicle import Vehicle
 
 SAFE_SUPPLY_TOLERANCE_V = 5.0  # how close to nominal the source must read back to call the supply nominal
-SAFE_IDLE_CURRENT_A = 0.5  # no more than this may flow in the safe state (limits: mtr.idle_current_max_a)
 # After the safe state, the unit gets this long to notice (unplug, supply back) before a test
 # starts: a test must never measure the previous test's tail.
 SAFE_DWELL_S = 2.0

@@ -241,7 +241,8 @@ class EmulatedCharger:
 
     def _on_disconnected(self) -> None:
         with self.plant.lock:
-            self.registration = "none" if self.registration != "accepted" else "accepted"
+            if self.registration != "accepted":
+                self.registration = "none"  # an accepted unit stays registered across reconnects
             self.status_sent = None
             self._update_led()
             if self.powered:
