@@ -32,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="emulated bench: start the unit with this firmware defect (see `rig defects`)")
     g.addoption("--hazardous", action="store_true", default=False,
                 help="also run tests marked hazardous (fault injection, supply excursions)")
+    g.addoption("--req", metavar="IDS", default=None,
+                help="run only tests that check one of these requirement IDs (comma-separated, e.g. MODE-01,LOCK-01)")
     g.addoption("--limits", metavar="PATH", default=None,
                 help="TOML file whose limits override fixtures/limits/plugstream.toml")
     g.addoption("--rig-reports", metavar="DIR", default="reports",
@@ -101,14 +103,33 @@ def _install_signal_handlers() -> None:
 
 # ---------------------------------------------------------------------- selection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--hazardous"):
-        return
+    wanted = _wanted_requirements(config)
+    hazardous_ok = config.getoption("--hazardous")
     keep, drop = [], []
     for item in items:
-        (drop if item.get_closest_marker("hazardous") else keep).append(item)
+        selected = hazardous_ok or not item.get_closest_marker("hazardous")
+        if wanted is not None:
+            selected = selected and bool(wanted & set(_item_requirements(item)))
+        (keep if selected else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _wanted_requirements(config: pytest.Config) -> set[str] | None:
+    """The --req selection, checked against the catalogue so a typo is an error, not an empty run."""
+    raw = config.getoption("--req")
+    if not raw:
+        return None
+    wanted = {r.strip().upper() for r in raw.split(",") if r.strip()}
+    unknown = sorted(wanted - set(_requirement_ids()))
+    if unknown:
+        raise pytest.UsageError(f"--req: unknown requirement ID(s) {', '.join(unknown)}; `rig requirements` lists them")
+    return wanted
+
+
+def _item_requirements(item: pytest.Item) -> list[str]:
+    return [rid for mark in item.iter_markers("req") for rid in mark.args]
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -189,8 +210,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         # The rig could not measure: an error naming the instrument, never a charger failure.
         rep.user_properties.append((_RIG_FAULT, str(call.excinfo.value)))
     if rep.when == "setup":
-        ids = [i for m in item.iter_markers("req") for i in m.args]
-        rep.user_properties.append(("req", ids))
+        rep.user_properties.append(("req", _item_requirements(item)))
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):

@@ -23,8 +23,12 @@ def test_spec_suite_passes_on_every_good_model(tmp_path, model):
 
 @pytest.mark.parametrize("defect", sorted(CATALOGUE))
 def test_spec_suite_fails_on_every_known_bad_unit(tmp_path, defect):
+    # Only the tests of the defect's own requirements run: the full suite would fail too, but the
+    # question here is whether the tests written for that requirement catch it.
     model = CATALOGUE[defect].model
-    run = run_pytest(["tests/spec", "--hazardous", "--sim-defect", defect, "--sim-model", model], tmp_path)
+    reqs = ",".join(CATALOGUE[defect].requirements)
+    run = run_pytest(["tests/spec", "--hazardous", "--sim-defect", defect, "--sim-model", model, "--req", reqs],
+                     tmp_path)
     assert run.returncode == 1, f"spec suite passed a unit with defect {defect!r}:\n{run.output[-2000:]}"
     trace = run.json("traceability.json")
     broken = CATALOGUE[defect].requirements
@@ -81,10 +85,32 @@ def test_hazardous_tests_run_only_when_asked(tmp_path):
     assert loud.returncode == 0 and "2 passed" in loud.output, loud.output
 
 
+def test_req_selects_the_tests_of_named_requirements_and_rejects_unknown_ids(tmp_path):
+    probe = write_test(tmp_path, """
+        import pytest
+
+        @pytest.mark.req("CP-01", "CP-02")
+        def test_pilot():
+            pass
+
+        @pytest.mark.req("MTR-01")
+        def test_meter():
+            pass
+
+        def test_unmarked():
+            pass
+    """)
+    run = run_pytest([str(probe), "--req", "cp-02"], tmp_path / "one")
+    assert run.returncode == 0 and "1 passed, 2 deselected" in run.output, run.output
+    run = run_pytest([str(probe), "--req", "CP-02,XX-99"], tmp_path / "typo")
+    assert run.returncode != 0 and "XX-99" in run.output, run.output
+
+
 def test_options_are_documented_in_help(tmp_path):
     run = run_pytest(["--help"], tmp_path)
     assert "PlugStream rig" in run.output
-    for option in ["--rig", "--sim-model", "--sim-seed", "--sim-defect", "--hazardous", "--limits", "--rig-reports"]:
+    for option in ["--rig", "--sim-model", "--sim-seed", "--sim-defect", "--hazardous", "--limits", "--rig-reports",
+                   "--req"]:
         assert option in run.output
 
 
