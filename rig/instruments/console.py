@@ -106,6 +106,7 @@ class Console(SerialLineDriver):
     """
 
     DEFAULT_TIMEOUT_S = 2.0
+    unit_serial: str | None = None  # the serial `info` reported first: the unit this port reaches
 
     # -- commands -------------------------------------------------------------------------------
     def query(self, line: str, timeout_s: float | None = None) -> ConsoleReply:
@@ -130,7 +131,24 @@ class Console(SerialLineDriver):
                 raise ConsoleCommandError(self.name, "info", reply.error or "")
             return parse_info(reply.lines)
 
-        return self._retried("reading info", attempt)
+        info = self._retried("reading info", attempt)
+        self.unit_serial = self.unit_serial or info["serial"]
+        return info
+
+    # -- the link -------------------------------------------------------------------------------
+    def _reconnect(self) -> None:
+        """Reopen the port, then make sure it still reaches the same unit: a re-enumerated USB
+        adapter (or a freed pseudo-terminal reused by another bench) must never have its answers
+        read as this unit's."""
+        super()._reconnect()
+        if self.unit_serial is None:
+            return
+        reply = self._exchange("info", self.timeout_s)
+        serial_now = parse_info(reply.lines)["serial"] if reply.ok else None
+        if serial_now != self.unit_serial:
+            self._disconnect()
+            self._lost = ConnectionError(f"{self.port} now reaches unit {serial_now!r}, not {self.unit_serial!r}")
+            raise self._lost
 
     # -- one exchange ---------------------------------------------------------------------------
     def _exchange(self, line: str, timeout_s: float) -> ConsoleReply:

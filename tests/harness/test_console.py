@@ -177,3 +177,14 @@ def test_missing_port_is_an_instrument_error():
 
 def test_parse_info_converts_phases():
     assert parse_info(["model=x", "serial=y", "firmware=z", "phases= 1 "])["phases"] == 1
+
+
+def test_a_port_that_now_reaches_another_unit_is_an_instrument_error(bench, console):
+    assert console.info()["serial"] == "SIM-0042"
+    bench.charger.info = INFO.replace("SIM-0042", "SIM-0999")  # the adapter re-enumerated onto another unit
+    console._disconnect()  # the link drops; the next command reconnects
+    with pytest.raises(InstrumentError) as err:
+        console.command("echo x")
+    assert "SIM-0999" in str(err.value) and "SIM-0042" in str(err.value)
+    bench.charger.info = INFO
+    assert console.command("echo back") == "back"  # the right unit again: the driver carries on
