@@ -11,13 +11,24 @@ from pathlib import Path
 
 from rig.clock import Clock, RealClock
 from rig.errors import ChargerFailure, RigFault, SafeStateError
+from rig.allure_report import Journal
 from rig.measure import MeasurementLog
+from rig.timeservice import TimeService
 from rig.vehicle import Vehicle
 
 SAFE_SUPPLY_TOLERANCE_V = 5.0  # how close to nominal the source must read back to call the supply nominal
 # After the safe state, the unit gets this long to notice (unplug, supply back) before a test
 # starts: a test must never measure the previous test's tail.
 SAFE_DWELL_S = 2.0
+# what tests reach through the journal (rig/allure_report.py): the instruments by their rig
+# attribute names, and the rig's own actions made of several instrument calls
+JOURNALLED_INSTRUMENTS = ("central", "pilot", "meter", "load", "source", "injector", "led", "console")
+RIG_STEPS = ("safe_state", "verify_safe_state", "await_ready", "configure", "power_cycle", "wait_for_led",
+             "set_time")
+# set_time(): how long the unit may take to send the triggered Heartbeat, and how long its answer
+# (currentTime) is given to arrive before the caller relies on the unit's clock
+SET_TIME_MAX_S = 30.0
+SET_TIME_SETTLE_S = 0.1
 
 
 def default_rig_path(rootdir: Path) -> Path:
@@ -81,6 +92,9 @@ class Rig:
         central = sections["central"]
         self.cp_id = self.serial if central.get("charge_point_id", "auto") == "auto" else central["charge_point_id"]
         self.log = MeasurementLog()
+        self.journal = Journal(clock)  # every call tests make on the rig: Allure steps, timeline events
+        clock.wait_observer = self.journal.wait
+        self.time = TimeService(clock)  # calendar time served to the unit (currentTime, later NTP)
         self._restore_config: dict[str, str] = {}
         self._opened: list = []
 
@@ -97,7 +111,9 @@ class Rig:
 
         s, c = self.sections, self.clock
         pin_factory = self.bench.pin_factory if self.bench else None
-        self.central = self._open(CentralSystem("central_system", self._central_config(), c))
+        self.network = self._open_network()
+        self.central = self._open(CentralSystem("central_system", self._central_config(), c, time_source=self.time.now))
+        self.capture = self._connect_network()
         self.pilot = self._open(PilotBox("pilot", s["pilot"], c, pin_factory=pin_factory))
         self.meter = self._open(Meter("meter", s["meter"], c))
         self.load = self._open(AcLoad("load", s["load"], c))
@@ -105,10 +121,52 @@ class Rig:
         self.injector = self._open(Injector("injector", s["injector"], c))
         self.led = self._open(LedSensor("led_sensor", s["led_sensor"], c, self.profile))
         self.console = self._open(Console("console", s["console"], c))
-        self.ev = Vehicle(self.pilot, self.load, c, self.profile)
-        if self.bench is not None:
+        self._journal_calls()
+        if self.bench is not None and self.network is None:
             self.bench.connect_charger(self.central.url_for(self.cp_id))
         self.safe_state()
+
+    def _open_network(self):
+        """The rig as the unit's network (rig/network), when the rig file has a [network] section."""
+        if "network" not in self.sections:
+            return None
+        from rig.network.services import NetworkServices
+
+        return self._open(NetworkServices("network", self.sections["network"], self.clock, self.time.now))
+
+    def _connect_network(self):
+        """Emulated bench: wire the unit to the services; either bench: the capture of its traffic."""
+        if self.network is None:
+            return None
+        from rig.instruments.capture import Capture
+        from rig.network import OCPP_HOST
+
+        net = self.sections["network"]
+        if self.bench is not None:
+            scheme = "wss" if self.central.ssl_context is not None else "ws"
+            url = f"{scheme}://{OCPP_HOST}{self.central.path_prefix}{self.cp_id}"
+            self.bench.connect_network(self.network, (self.central.host, self.central.port), url)
+        return self._open(Capture("capture", {"file": net["capture"], "unit_address": net["unit_address"],
+                                              "scan_control_address": net.get("scan_control_address")}, self.clock))
+
+    def _journal_calls(self) -> None:
+        """Tests see the instruments, the vehicle and the rig's own composite actions through the
+        journal: each call is an Allure step and a timeline event (rig/allure_report.py,
+        rig/timeline.py). The drivers know nothing of it, so a real bench reports the same."""
+        from rig.allure_report import Instrumented, call_title
+
+        for attr in JOURNALLED_INSTRUMENTS:
+            setattr(self, attr, Instrumented(getattr(self, attr), attr, self.journal))
+        self.ev = Instrumented(Vehicle(self.pilot, self.load, self.clock, self.profile), "ev", self.journal)
+        for name in RIG_STEPS:
+            method = getattr(self, name, None)
+            if method is None:
+                continue
+
+            def step(*args, _name=name, _method=method, **kwargs):
+                return self.journal.step(call_title("rig", _name, args, kwargs), _method, *args, **kwargs)
+
+            setattr(self, name, step)
 
     def _central_config(self) -> dict:
         cfg = dict(self.sections["central"])
@@ -116,6 +174,11 @@ class Rig:
             cfg["port"] = 0
         cfg.setdefault("path_prefix", self.profile["ocpp"]["path_prefix"])
         cfg.setdefault("heartbeat_s", self.profile["ocpp"]["heartbeat_s"])
+        if cfg.pop("tls", False) and getattr(self, "network", None) is not None:
+            from rig.network import OCPP_HOST
+
+            cfg["ssl"] = self.network.ca.server_context(OCPP_HOST)
+            cfg["passwords"] = {self.cp_id: self.sections["network"]["unit_password"]}
         return cfg
 
     def _open(self, instrument):
@@ -142,6 +205,8 @@ class Rig:
     # ------------------------------------------------------------------ per test
     def begin_test(self, nodeid: str, attach=None) -> None:
         self.log = MeasurementLog(attach)
+        if getattr(self, "network", None) is not None:
+            self.network.restore()  # every service answering, the right time served
         self.safe_state()
         self.verify_safe_state()
         self.clock.sleep(SAFE_DWELL_S, "unit settles in the safe state")
@@ -238,6 +303,17 @@ class Rig:
             self.await_ready()
         for key, value in pending.items():
             self.central.call("ChangeConfiguration", {"key": key, "value": value}, cp_id=self.cp_id)
+
+    def set_time(self, when) -> None:
+        """Serve `when` (tz-aware datetime) as the time from now on, and make the unit adopt it:
+        TriggerMessage Heartbeat, whose answer carries currentTime. Returns once it has arrived."""
+        self.time.set(when)
+        mark = self.central.mark()
+        reply = self.central.call("TriggerMessage", {"requestedMessage": "Heartbeat"}, cp_id=self.cp_id)
+        if reply.get("status") != "Accepted":
+            raise ChargerFailure(f"TriggerMessage Heartbeat answered {reply}: the unit cannot be given the time")
+        self.central.wait_for("Heartbeat", timeout=SET_TIME_MAX_S, after=mark)
+        self.clock.sleep(SET_TIME_SETTLE_S, "unit adopts the time")
 
     def power_cycle(self, off_s: float = 2.0) -> None:
         self.source.power_off()

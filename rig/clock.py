@@ -27,13 +27,17 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from rig.errors import RigFault
 
 US = 1_000_000  # virtual time is kept in integer microseconds: no float drift
 
-ProgressFn = Callable[[str, float, float], None]  # (reason, elapsed_s, total_s)
+#: where virtual time 0 sits on the calendar by default: a Monday, 06:00 UTC (winter, so UK = UTC)
+DEFAULT_EPOCH = datetime(2026, 1, 5, 6, 0, 0, tzinfo=timezone.utc)
+
+ProgressFn = Callable[..., None]  # (reason, elapsed_s, total_s, done=False); done closes the wait
 
 
 class Clock(ABC):
@@ -51,6 +55,10 @@ class Clock(ABC):
     def sleep(self, seconds: float, reason: str | None = None) -> None:
         """Let `seconds` pass; `reason` is shown on long real waits."""
 
+    @abstractmethod
+    def utc_now(self) -> datetime:
+        """Calendar time now (tz-aware UTC): what the rig's time service serves the unit."""
+
     def wait_until(
         self,
         predicate: Callable[[], bool],
@@ -63,14 +71,34 @@ class Clock(ABC):
         Returns the clock time at which the predicate was first seen true, or None.
         The answer is only as fine as `poll`: callers that time events state it.
         """
-        deadline = self.now() + timeout
+        if self.wait_observer is not None:  # one report step per wait, not one per poll
+            return self.wait_observer(self._poll_until, predicate, timeout, poll, reason)
+        return self._poll_until(predicate, timeout, poll, reason)
+
+    def _poll_until(self, predicate, timeout: float, poll: float, reason: str | None) -> float | None:
+        start = self.now()
+        deadline = start + timeout
         while True:
             if predicate():
+                self._wait_progress(reason, self.now() - start, timeout, done=True)
                 return self.now()
             remaining = deadline - self.now()
-            if remaining <= 0:
+            # less than one tick left (float deadline vs integer microseconds) is over: sleeping
+            # it would advance nothing and poll forever
+            if remaining < self.resolution_s:
+                self._wait_progress(reason, timeout, timeout, done=True)
                 return None
+            self._wait_progress(reason, self.now() - start, timeout)
             self.sleep(min(poll, remaining), reason)
+
+    def _wait_progress(self, reason: str | None, elapsed: float, total: float, done: bool = False) -> None:
+        """Where a long wait stands (a real bench shows it; simulated time needs no progress)."""
+
+    #: rig.allure_report's wait step: called as observer(poll_until, predicate, timeout, poll, reason)
+    wait_observer: Callable | None = None
+    #: rig.timeline's sampler: `sampler.sleep(clock, seconds, reason, plain_sleep)` takes the test's
+    #: sleep in pieces to read the instruments at its sample times; it never adds time to a test
+    sampler = None
 
     # The emulated bench's settle accounting; a real bench has nothing to settle.
     def io_begin(self, tag: str = "") -> None:
@@ -86,26 +114,69 @@ class Clock(ABC):
 class RealClock(Clock):
     """Wall-clock time for a real bench; waits longer than `progress_after_s` report progress."""
 
-    def __init__(self, progress: ProgressFn | None = None, progress_after_s: float = 5.0):
+    def __init__(self, progress: ProgressFn | None = None, progress_after_s: float = 5.0,
+                 progress_every_s: float = 5.0):
         self.resolution_s = time.get_clock_info("monotonic").resolution
         self.progress = progress
         self.progress_after_s = progress_after_s
+        self.progress_every_s = progress_every_s  # a 600 s wait prints a line every 5 s, not every poll
         self._t0 = time.monotonic()
+        self._last_report: float | None = None
+        self._in_wait = False  # a wait_until reports for its polls' sleeps
 
     def now(self) -> float:
         return time.monotonic() - self._t0
 
+    def utc_now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
     def sleep(self, seconds: float, reason: str | None = None) -> None:
+        if self.sampler is not None:
+            self.sampler.sleep(self, seconds, reason, self._sleep)
+        else:
+            self._sleep(seconds, reason)
+
+    def _sleep(self, seconds: float, reason: str | None = None) -> None:
         if seconds <= 0:
             return
-        if self.progress is None or seconds < self.progress_after_s:
+        if self.progress is None or seconds < self.progress_after_s or self._in_wait:
             time.sleep(seconds)
             return
         start = time.monotonic()
         while (elapsed := time.monotonic() - start) < seconds:
-            self.progress(reason or "waiting", elapsed, seconds)
-            time.sleep(min(1.0, seconds - elapsed))
-        self.progress(reason or "waiting", seconds, seconds)
+            self._report(reason, elapsed, seconds, at_once=True)
+            time.sleep(min(1.0, self.progress_every_s, seconds - elapsed))
+        self._report(reason, seconds, seconds, done=True)
+
+    def _poll_until(self, predicate, timeout: float, poll: float, reason: str | None) -> float | None:
+        self._in_wait = True
+        try:
+            return super()._poll_until(predicate, timeout, poll, reason)
+        finally:
+            self._in_wait = False
+
+    def _wait_progress(self, reason: str | None, elapsed: float, total: float, done: bool = False) -> None:
+        self._report(reason, elapsed, total, done)
+
+    def _report(self, reason: str | None, elapsed: float, total: float, done: bool = False,
+                at_once: bool = False) -> None:
+        """Tell the progress function, at most every `progress_every_s`, about waits that are long.
+        A sleep (`at_once`) is announced when it starts; a wait_until only once it has lasted
+        `progress_every_s` (most end at once)."""
+        if self.progress is None or total < self.progress_after_s:
+            return
+        now = time.monotonic()
+        if done:
+            if self._last_report is not None:  # only close a wait that showed progress
+                self.progress(reason or "waiting", elapsed, total, done=True)
+            self._last_report = None
+            return
+        if self._last_report is None and elapsed < self.progress_every_s and not at_once:
+            return  # a long wait that ends quickly prints nothing
+        if self._last_report is not None and now - self._last_report < self.progress_every_s:
+            return
+        self._last_report = now
+        self.progress(reason or "waiting", elapsed, total)
 
 
 @dataclass(order=True)
@@ -133,9 +204,10 @@ class VirtualClock(Clock):
 
     virtual = True
 
-    def __init__(self, seed: int = 0, settle_timeout_s: float = 10.0):
+    def __init__(self, seed: int = 0, settle_timeout_s: float = 10.0, epoch: datetime = DEFAULT_EPOCH):
         self.resolution_s = 1 / US
         self.seed = seed
+        self.epoch = epoch  # the calendar time at virtual t = 0
         self.rng = random.Random(seed)
         self.settle_timeout_s = settle_timeout_s
         self._now_us = 0
@@ -153,6 +225,10 @@ class VirtualClock(Clock):
 
     def now_us(self) -> int:
         return self._now_us
+
+    def utc_now(self) -> datetime:
+        """The epoch plus virtual time: the same calendar instants every run."""
+        return self.epoch + timedelta(microseconds=self._now_us)
 
     # -- scheduling -------------------------------------------------------------------------
     def call_at(self, at_s: float, fn: Callable[[], None]) -> _Timer:
@@ -247,6 +323,12 @@ class VirtualClock(Clock):
             self._now_us = max(self._now_us, until_us)
 
     def sleep(self, seconds: float, reason: str | None = None) -> None:
+        if self.sampler is not None:
+            self.sampler.sleep(self, seconds, reason, self._sleep)
+        else:
+            self._sleep(seconds, reason)
+
+    def _sleep(self, seconds: float, reason: str | None = None) -> None:
         self.advance_to_us(self._now_us + max(0, round(seconds * US)))
 
     def next_timer_s(self) -> float | None:

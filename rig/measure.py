@@ -8,7 +8,6 @@ the limit fails the test (the charger's fault) with a message that says all of i
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 from rig.errors import ChargerFailure
@@ -39,9 +38,9 @@ def _fmt(x: float | None) -> str:
 class MeasurementLog:
     """Collects the measurements of one test; the plugin reads them into the run record."""
 
-    def __init__(self, attach=None):
+    def __init__(self, report=None):
         self.items: list[Measurement] = []
-        self._attach = attach  # allure attachment function, if allure is active
+        self._report = report  # told every Measurement as it is taken (the Allure step), if given
 
     def check(
         self,
@@ -58,8 +57,8 @@ class MeasurementLog:
         ok = value is not None and (low is None or value >= low) and (high is None or value <= high)
         m = Measurement(name, value, unit, low, high, source, resolution, ok)
         self.items.append(m)
-        if self._attach is not None:
-            self._attach(json.dumps(asdict(m), indent=2), name=f"measurement: {name}")
+        if self._report is not None:
+            self._report(m)
         if not ok:
             raise ChargerFailure(m.describe())
         return m

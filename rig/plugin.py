@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from rig.errors import RigFault
+from rig.errors import ChargerFailure, RigFault
 from rig.report import RunRecord, TestRecord
 
 GROUP = "plugstream rig"
 _RIG_FAULT = "rig_fault"
+_CHARGER_FAILED_IN_SETUP = "charger_failed_in_setup"
 
 
 # ---------------------------------------------------------------------- options and markers
@@ -36,8 +38,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="run only tests that check one of these requirement IDs (comma-separated, e.g. MODE-01,LOCK-01)")
     g.addoption("--limits", metavar="PATH", default=None,
                 help="TOML file whose limits override fixtures/limits/plugstream.toml")
+    g.addoption("--rig-timeline-png", choices=("failed", "all", "none"), default="failed",
+                help="which tests get their timeline drawn as a PNG (every test gets the CSV); "
+                     "default: failed (and errored) tests; 'all' draws every test in a background process")
     g.addoption("--rig-reports", metavar="DIR", default="reports",
                 help="where run.json, traceability.json, junit.xml and allure-results go (default: reports)")
+    _add_factory_options(g)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -46,6 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hazardous: injects faults or disturbs the supply; runs only with --hazardous")
     config.addinivalue_line("markers", "models(*names): run only when the unit under test is one of these models")
     config.addinivalue_line("markers", "connector(kind): run only on 'socket' or 'tethered' variants")
+    _register_factory_plugins(config)
     if _is_worker(config) or not _wants_reports(config):
         return
     reports = _reports_dir(config)
@@ -54,8 +61,36 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
         config.option.allure_report_dir = str(reports / "allure-results")
         config.option.clean_alluredir = True
+    _set_up_allure(config, reports)
     config.stash[_record_key] = RunRecord(reports, _requirement_ids(), _rig_summary(config))
     _install_signal_handlers()
+
+
+def _add_factory_options(group) -> None:
+    """Unit records (--results-db, --operator) and end-of-line mode (--eol, --serial)."""
+    from rig import eol
+    from rig.results import recorder
+
+    recorder.add_options(group)
+    eol.add_options(group)
+
+
+def _register_factory_plugins(config: pytest.Config) -> None:
+    """The results store's writer and the end-of-line plugin (each decides per process what it does)."""
+    from rig import eol
+    from rig.results import recorder
+
+    recorder.register(config, _reports_dir(config))
+    eol.register(config)
+
+
+def _set_up_allure(config: pytest.Config, reports: Path) -> None:
+    """Requirement links point at reports/requirements.html (the catalogue, one anchor per ID)."""
+    from rig.allure_report import requirement_link_pattern, write_requirements_page
+    from rig.requirements import load_requirements
+
+    requirement_link_pattern(config)
+    write_requirements_page(reports / "requirements.html", load_requirements())
 
 
 def _wants_reports(config: pytest.Config) -> bool:
@@ -159,15 +194,82 @@ def rig_session(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def rig(rig_session, request: pytest.FixtureRequest):
-    """The rig for one test: safe state checked before and after, measurements recorded."""
+    """The rig for one test: safe state checked before and after, measurements recorded,
+    every call on the rig an Allure step, and a timeline of the test."""
+    from rig.allure_report import allure_active, measurement_step
+    from rig.timeline import TimelineRecorder
+
     _skip_if_not_applicable(request, rig_session)
-    rig_session.begin_test(request.node.nodeid, _allure_attach())
+    steps = allure_active()
+    rig_session.journal.use_allure(steps)
+    if _wants_timeline(request.config):
+        request.node.stash[_timeline_key] = TimelineRecorder(rig_session, request.node.nodeid).start()
+    rig_session.begin_test(request.node.nodeid, measurement_step if steps else None)
     t0 = rig_session.clock.now()
     try:
         yield rig_session
     finally:
+        _close_timeline(request.node)  # a test that never reached its call phase
         request.node.user_properties.append(("sim_seconds", rig_session.clock.now() - t0))
         request.node.user_properties.append(("measurements", rig_session.end_test()))
+        _write_allure_environment(request.config, rig_session)
+
+
+_timeline_key = pytest.StashKey["object"]()
+
+
+def _wants_timeline(config: pytest.Config) -> bool:
+    return _wants_reports(config)
+
+
+def _close_timeline(item: pytest.Item, failed: bool = True) -> None:
+    """End the test's timeline: CSV and PNG under <reports>/timelines/ and attached to Allure."""
+    from rig import timeline
+    from rig.allure_report import allure_active, attach, reserver
+
+    recorder = item.stash.get(_timeline_key, None)
+    if recorder is None:
+        return
+    del item.stash[_timeline_key]
+    config = item.config
+    allure_on = allure_active()
+    if _renderer_key not in config.stash:
+        config.stash[_renderer_key] = timeline.PngRenderer()
+    timeline.close(
+        recorder,
+        _reports_dir(config),
+        attach=attach if allure_on else None,
+        reserve=reserver(getattr(config.option, "allure_report_dir", None)) if allure_on else None,
+        renderer=config.stash[_renderer_key],
+        draw=_draws_png(config, failed),
+    )
+
+
+def _draws_png(config: pytest.Config, failed: bool) -> bool:
+    which = config.getoption("--rig-timeline-png")
+    return which == "all" or (which == "failed" and failed)
+
+
+_renderer_key = pytest.StashKey["object"]()
+
+
+def _finish_timelines(config: pytest.Config) -> None:
+    """Wait for the timeline pictures still being drawn; say which could not be."""
+    renderer = config.stash.get(_renderer_key, None)
+    if renderer is None:
+        return
+    failures = renderer.finish()
+    if failures:
+        print(f"[rig] {len(failures)} timeline pictures could not be drawn, e.g. {failures[0]}", file=sys.stderr)
+
+
+def _write_allure_environment(config: pytest.Config, rig) -> None:
+    """environment.properties: the rig, the unit (model, serial, firmware), seed, defect, instruments."""
+    from rig.allure_report import environment, write_environment
+
+    results = getattr(config.option, "allure_report_dir", None)
+    if results:
+        write_environment(Path(results), environment(rig, _rig_summary(config)))
 
 
 def _skip_if_not_applicable(request: pytest.FixtureRequest, rig) -> None:
@@ -180,35 +282,49 @@ def _skip_if_not_applicable(request: pytest.FixtureRequest, rig) -> None:
         pytest.skip(f"applies to {c.args[0]} variants; unit is {rig.profile['connector']}")
 
 
-def _allure_attach():
-    try:
-        import allure
-
-        return lambda body, name: allure.attach(body, name=name, attachment_type=allure.attachment_type.JSON)
-    except ImportError:
-        return None
-
-
 def _progress_printer(config: pytest.Config):
+    """Long real-bench waits, one line each time the clock reports (it throttles to every 5 s)."""
+    from rig.allure_report import progress_line
+
     tr = config.pluginmanager.get_plugin("terminalreporter")
 
-    def show(reason: str, elapsed: float, total: float) -> None:
+    def show(reason: str, elapsed: float, total: float, done: bool = False) -> None:
+        line = progress_line(reason, elapsed, total, done)
         if tr is not None:
-            tr.write(f"\r  [rig] {reason}: {elapsed:5.0f}/{total:.0f} s ", flush=True)
-            if elapsed >= total:
-                tr.write("\n")
+            tr.ensure_newline()
+            tr.write_line(line, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     return show
 
 
 # ---------------------------------------------------------------------- verdicts
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item):
+    yield  # outermost wrapper: allure-pytest has set its description from the docstring by now
+    from rig.allure_report import catalogue, label_test, requirement_url
+
+    ids = [i for m in item.iter_markers("req") for i in m.args]
+    doc = getattr(getattr(item, "obj", None), "__doc__", None)
+    label_test(ids, catalogue(), item.get_closest_marker("hazardous") is not None, doc,
+               requirement_url(item.config))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     rep = outcome.get_result()
+    if call.when == "call" or (call.when == "setup" and rep.failed):
+        _close_timeline(item, rep.failed)  # attached to the test itself, before its teardown
     if call.excinfo is not None and call.excinfo.errisinstance(RigFault):
         # The rig could not measure: an error naming the instrument, never a charger failure.
         rep.user_properties.append((_RIG_FAULT, str(call.excinfo.value)))
+    elif call.when == "setup" and call.excinfo is not None and call.excinfo.errisinstance(ChargerFailure):
+        # The unit failed a precondition (did not register, did not charge): a charger failure,
+        # even though pytest calls any setup exception an error. A dead unit must not be retested
+        # for ever as a rig fault.
+        rep.user_properties.append((_CHARGER_FAILED_IN_SETUP, str(call.excinfo.value)))
     if rep.when == "setup":
         rep.user_properties.append(("req", _item_requirements(item)))
 
@@ -216,6 +332,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     if report.failed and report.when == "call" and _rig_fault_of(report):
         return "error", "E", ("ERROR (rig fault)", {"red": True})
+    if report.failed and report.when == "setup" and any(k == _CHARGER_FAILED_IN_SETUP for k, _ in report.user_properties):
+        return "failed", "F", ("FAILED (unit, in setup)", {"red": True})
     return None
 
 
@@ -238,7 +356,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         outcome = "passed"
     elif report.skipped:
         outcome = "skipped"
-    elif fault or report.when != "call":
+    elif fault or (report.when != "call" and _CHARGER_FAILED_IN_SETUP not in props):
         outcome = "error"
     else:
         outcome = "failed"
@@ -290,6 +408,7 @@ def pytest_keyboard_interrupt(excinfo) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _finish_timelines(session.config)
     record = session.config.stash.get(_record_key, None)
     if record is None or _is_worker(session.config):
         return

@@ -70,6 +70,7 @@ INTEGER = Kind("an integer", _is_int, "integer")
 NUMBER = Kind("a number", _is_number, "number")
 INT_LIST = Kind("a list of integers", lambda v: isinstance(v, list) and all(map(_is_int, v)),
                 "integer list")
+BOOLEAN = Kind("true or false", lambda v: isinstance(v, bool), "boolean")
 DEVICE_OR_PORT = Kind("a serial device path or a TCP port number",
                       lambda v: isinstance(v, str) or _is_int(v), "path or port")
 
@@ -101,6 +102,16 @@ def _positive(value: Any) -> str | None:
 
 def _not_empty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
+
+
+def _ipv4(value: str) -> str | None:
+    import ipaddress
+
+    try:
+        ipaddress.IPv4Address(value)
+        return None
+    except ValueError:
+        return f"{show(value)} is not an IPv4 address (e.g. 10.20.0.53)"
 
 
 def _baudrate(value: int) -> str | None:
@@ -191,7 +202,12 @@ SECTION_DOCS = {
     "led_sensor": "LED colour sensor streaming RGB samples (serial)",
     "console": "the charger's service console (serial)",
     "central": "the rig's own OCPP 1.6J central system, which the unit connects to",
+    "network": "the rig as the unit's network: DHCP, DNS, NTP, TLS, firmware, capture (docs/network.md)",
 }
+
+
+def _net(name: str, doc: str) -> Key:
+    return Key(f"network.{name}", STRING, doc, check=_ipv4, auto="emulated")
 
 SCHEMA: tuple[Key, ...] = (
     Key("bench.name", STRING, "shown in reports and the run record", check=_not_empty),
@@ -267,12 +283,35 @@ SCHEMA: tuple[Key, ...] = (
         check=_between(1, 65535, "TCP ports"), auto="emulated"),
     Key("central.charge_point_id", STRING, '"auto" = the unit\'s serial (product.serial)',
         default=AUTO, check=_not_empty, auto="always"),
+    Key("central.tls", BOOLEAN, "serve wss:// with the rig CA's certificate for ocpp.ampnexus.net, and "
+        "require the unit's per-unit credentials (HTTP Basic)", default=False),
+    Key("network.ports", STRING, 'standard: 67, 53, 123, 443 (real bench); "auto": free ports the '
+        "emulated link maps the documented ones to", allowed=("standard", AUTO), auto="emulated"),
+    Key("network.interface", STRING, "the rig's interface toward the unit (tcpdump -i); \"\" on the "
+        "emulated bench", default=""),
+    _net("address", "the rig's own address on the unit's network: DHCP server and router"),
+    _net("unit_address", "the address DHCP leases to the unit"),
+    Key("network.netmask", STRING, "netmask DHCP hands out", default="255.255.255.0", check=_ipv4),
+    _net("dns_primary", "primary DNS server DHCP hands out (option 6, first): a rig address"),
+    _net("dns_secondary", "secondary DNS server DHCP hands out (option 6, second): a rig address"),
+    _net("cloudflare_primary", "where the rig answers for 1.1.1.1 (a real bench holds 1.1.1.1 itself)"),
+    _net("cloudflare_secondary", "where the rig answers for 1.0.0.1 (a real bench holds 1.0.0.1 itself)"),
+    _net("ocpp_address", "A record the rig's DNS gives for ocpp.ampnexus.net (the central system)"),
+    _net("setup_address", "A record for setup.plugstream.co.uk (the firmware server)"),
+    _net("ntp_address", "A record for pool.ntp.org (the rig's NTP server)"),
+    Key("network.capture", STRING, "pcap of the unit's traffic (tcpdump -w on a real bench)",
+        check=_not_empty, auto="emulated"),
+    Key("network.unit_password", STRING, "the unit's own password (its manufacturing record); "
+        '"auto" on the emulated bench', check=_not_empty, auto="emulated"),
+    Key("network.dhcp_lease_s", INTEGER, "DHCP lease time, seconds", default=86400, check=_positive),
+    Key("network.dns_ttl_s", INTEGER, "TTL of the rig's DNS answers, seconds", default=300, check=_positive),
 )
 
 KEYS: dict[str, Key] = {k.name: k for k in SCHEMA}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(k.section for k in SCHEMA))
 #: the sections a driver is built from (bench and product describe the bench, not an instrument)
-INSTRUMENT_SECTIONS = ("pilot", "meter", "load", "source", "injector", "led_sensor", "console", "central")
+INSTRUMENT_SECTIONS = ("pilot", "meter", "load", "source", "injector", "led_sensor", "console", "central",
+                       "network")
 
 
 def _children(table: str) -> list[str]:
@@ -387,6 +426,27 @@ class Central:
     host: str
     port: int | str
     charge_point_id: str
+    tls: bool
+
+
+@dataclass(frozen=True)
+class Network:
+    ports: str
+    interface: str
+    address: str
+    unit_address: str
+    netmask: str
+    dns_primary: str
+    dns_secondary: str
+    cloudflare_primary: str
+    cloudflare_secondary: str
+    ocpp_address: str
+    setup_address: str
+    ntp_address: str
+    capture: str
+    unit_password: str
+    dhcp_lease_s: int
+    dns_ttl_s: int
 
 
 #: the dataclass for each schema section (a test proves fields and schema keys agree)
@@ -394,7 +454,7 @@ SECTION_CLASSES: dict[str, type] = {
     "bench": Bench, "product": Product, "pilot": Pilot, "pilot.pins": Pins,
     "pilot.pp_ladder": PpLadder, "pilot.adc": Adc, "meter": Meter, "load": VisaInstrument,
     "source": VisaInstrument, "injector": VisaInstrument, "led_sensor": LedSensor,
-    "console": Console, "central": Central,
+    "console": Console, "central": Central, "network": Network,
 }
 
 
@@ -413,6 +473,7 @@ class RigFile:
     led_sensor: LedSensor
     console: Console
     central: Central
+    network: Network
     profile_path: Path
     data: dict = field(repr=False, compare=False, hash=False)  # defaults filled in
 

@@ -20,7 +20,10 @@ clock time, and the emulated bench needs every hop counted for settling (rig/ocp
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import http
+import datetime
 import itertools
 import json
 import threading
@@ -370,6 +373,28 @@ def _pick_subprotocol(connection, offered) -> str | None:
     return ocppj.SUBPROTOCOL if ocppj.SUBPROTOCOL in offered else None
 
 
+@dataclass(frozen=True)
+class AuthAttempt:
+    """The credentials one websocket handshake presented (security profile 2)."""
+
+    time: float
+    cp_id: str
+    user: str | None
+    password: str | None
+    accepted: bool
+
+
+def _basic_credentials(header: str) -> tuple[str | None, str | None]:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        user, sep, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    return (user, password) if sep else (user, None)
+
+
 def _port(value) -> int:
     return 0 if value in (None, "", "auto") else int(value)
 
@@ -378,12 +403,18 @@ class CentralSystem:
     """OCPP 1.6J central system in its own asyncio loop thread.
 
     Config keys: host (default 127.0.0.1), port (0 or "auto" = any free), path_prefix
-    (default "/ocpp/"), heartbeat_s (default 300), poll_s (how finely waits look, clock seconds).
+    (default "/ocpp/"), heartbeat_s (default 300), poll_s (how finely waits look, clock seconds),
+    ssl (an ssl.SSLContext: serve wss:// with its certificate; absent = plain ws://), passwords
+    ({charge point id: password}: OCPP security profile 2, HTTP Basic auth required and checked;
+    absent = no authentication).
     """
 
-    def __init__(self, name: str, config: dict, clock: Clock):
+    def __init__(self, name: str, config: dict, clock: Clock,
+                 time_source: Callable[[], "datetime.datetime"] | None = None):
         self.name = name
         self.clock = clock
+        # the calendar time answered as currentTime (the rig's TimeService.now); default: the clock's
+        self.time_source = time_source
         self.host = str(config.get("host") or "127.0.0.1")
         self.port: int | None = None
         self._wanted_port = _port(config.get("port", 0))
@@ -391,6 +422,9 @@ class CentralSystem:
         self.path_prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
         self.heartbeat_s = int(config.get("heartbeat_s", 300))
         self.poll_s = float(config.get("poll_s", 0.05 if clock.virtual else 0.01))
+        self.ssl_context = config.get("ssl")
+        self.passwords: dict[str, str] | None = config.get("passwords")
+        self.auth_attempts: list[AuthAttempt] = []  # every handshake's credentials, when passwords are set
         self._loop: LoopThread | None = None
         self._server = None
         self._lock = threading.Lock()
@@ -434,7 +468,8 @@ class CentralSystem:
         """Where charge point `cp_id` connects to."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         host = f"[{host}]" if ":" in host else host
-        return f"ws://{host}:{self.port}{self.path_prefix}{urllib.parse.quote(cp_id, safe='')}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{host}:{self.port}{self.path_prefix}{urllib.parse.quote(cp_id, safe='')}"
 
     def stop_listening(self) -> None:
         """Make the central system unreachable: drop every connection and refuse new ones.
@@ -456,6 +491,14 @@ class CentralSystem:
         self._server = None
         if settle:
             self._settle()
+
+    def set_tls(self, context) -> None:
+        """Serve from now on with another TLS context (e.g. a certificate the charger must refuse):
+        listen again on the same port with it; every connection is dropped on the way."""
+        self.ssl_context = context
+        if self._server is not None:
+            self.stop_listening()
+        self.start_listening()
 
     def start_listening(self) -> None:
         """Listen again on the same port after stop_listening()."""
@@ -483,6 +526,8 @@ class CentralSystem:
             subprotocols=[ocppj.SUBPROTOCOL],
             select_subprotocol=_pick_subprotocol,
             process_response=self._hold_until_registered,
+            process_request=self._check_credentials if self.passwords is not None else None,
+            ssl=self.ssl_context,
             ping_interval=None,  # the rig never drops a charger on its own; OCPP has Heartbeat
             close_timeout=CLOSE_HANDSHAKE_S,
         )
@@ -557,6 +602,19 @@ class CentralSystem:
         if cp_id not in live:
             raise AssertionError(f"charge point {cp_id} not connected")
         return live[cp_id]
+
+    def _check_credentials(self, connection, request):
+        """OCPP security profile 2: HTTP Basic, user = charge point id, its own password; 401 otherwise."""
+        cp_id = _charge_point_id(request.path)
+        user, password = _basic_credentials(request.headers.get("Authorization", ""))
+        ok = user == cp_id and password is not None and self.passwords.get(cp_id) == password
+        with self._lock:
+            self.auth_attempts.append(AuthAttempt(self.clock.now(), cp_id, user, password, ok))
+            if not ok:
+                self._events.append(ConnectionEvent(self.clock.now(), cp_id, "refused", "401 bad or no credentials"))
+        if ok:
+            return None
+        return connection.respond(http.HTTPStatus.UNAUTHORIZED, "charge point credentials required\n")
 
     def _hold_until_registered(self, ws, request, response) -> None:
         """Count an accepted handshake as in flight until the handler has registered the charger.
@@ -778,8 +836,13 @@ class CentralSystem:
         self._record(conn, OUT, frame.kind_name, frame, action, None, text)
         conn.link.send(text)
 
+    def _current_time(self) -> str:
+        if self.time_source is not None:
+            return ocppj.iso_time(self.time_source())
+        return ocppj.iso_now(self.clock)
+
     def _standard_answer(self, action: str, status: str, interval: int | None) -> dict:
-        now = ocppj.iso_now(self.clock)
+        now = self._current_time()
         if action == "BootNotification":
             if interval is None:
                 interval = self.heartbeat_s if status == "Accepted" else RETRY_INTERVAL_S

@@ -11,8 +11,10 @@ own tests read it to prove the safe state was reached after the process was inte
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import tempfile
 
 from rig.aio import LoopThread
 from rig.clock import VirtualClock
@@ -20,6 +22,11 @@ from rig.sim.defects import lookup as lookup_defect
 from rig.sim.plant import Plant
 
 EMULATED_SECTIONS = ("pilot", "meter", "load", "source", "injector", "led_sensor", "console", "central")
+_bench_numbers = itertools.count()
+#: where each documented service sits in the bench's own 127.a.b.0/24 (the unit's view of its network)
+NETWORK_HOSTS = {"address": 1, "unit_address": 10, "dns_primary": 53, "dns_secondary": 54,
+                 "cloudflare_primary": 111, "cloudflare_secondary": 112, "ocpp_address": 80,
+                 "setup_address": 81, "ntp_address": 123}
 
 
 class EmulatedBench:
@@ -33,6 +40,8 @@ class EmulatedBench:
         self.charger = None
         self.pin_factory = None
         self._journal = os.environ.get("RIG_SIM_JOURNAL")
+        self.link = None  # rig.sim.charger_network.EmulatedLink, once the rig's network services run
+        self._tmp = tempfile.TemporaryDirectory(prefix="rig-bench-")
 
     # ------------------------------------------------------------------ start and stop
     def start(self) -> dict[str, dict]:
@@ -66,11 +75,54 @@ class EmulatedBench:
         for name, server in servers.items():
             sections[name] = server.start()
             self.instruments[name] = server
+        if "network" in self.rigfile.data:
+            sections["network"] = self._network_section()
         if self._journal:
             self.plant.subscribe(self._write_journal)
         with self.plant.change("supply"):
             pass  # the supply is on from t = 0: the charger powers up and boots
         return sections
+
+    def _network_section(self) -> dict:
+        """The [network] section with "auto" filled: a 127.a.b.0/24 of this bench's own, free ports."""
+        from rig.sim.charger_network import unit_password
+
+        net = dict(self.rigfile.section("network"))
+        index = (os.getpid() * 31 + next(_bench_numbers)) % 50000
+        base = f"127.{20 + index // 256}.{index % 256}."
+        for key, host in NETWORK_HOSTS.items():
+            if net.get(key) == "auto":
+                net[key] = base + str(host)
+        if net.get("capture") == "auto":
+            net["capture"] = os.path.join(self._tmp.name, "unit.pcap")
+        if net.get("unit_password") == "auto":
+            net["unit_password"] = unit_password(self.rigfile.charge_point_id)
+        net["scan_control_address"] = base + "11"  # nothing binds it: ports open there are the host's own
+        return net
+
+    def connect_network(self, network, central_address: tuple[str, int], central_url: str) -> None:
+        """Wire the emulated unit to the rig's network services: the link (routes and capture) and
+        the unit's stack, with the rig CA as its trust anchor and the rig's firmware key (a unit
+        in factory test mode). `central_url` is what the unit is commissioned with."""
+        from rig.sim.charger_network import EmulatedLink, UnitNetwork, attach_firmware_download
+
+        net = network.config
+        self.link = EmulatedLink(self.clock, self.loop, net["unit_address"], net["capture"])
+        self.link.set_routes(network.endpoints(central_address))
+        charger = self.charger
+
+        def set_rtc(when) -> None:
+            charger.rtc_offset = when - self.clock.utc_now()
+
+        with self.plant.lock:
+            charger.net = UnitNetwork(
+                self.clock, self.loop, self.link, self.plant.lock, self.rigfile.charge_point_id,
+                network.ca.ca_pem, network.ca.firmware_public_pem, net["unit_password"],
+                rtc_now=charger.rtc_now, set_rtc=set_rtc, alive=lambda: charger.powered,
+                defect=self.defect.name if self.defect else None)
+            charger.central_url = central_url
+            if getattr(charger, "firmware", None) is not None:
+                attach_firmware_download(charger.firmware, charger.net)
 
     def connect_charger(self, central_url: str) -> None:
         """Point the emulated unit at the rig's central system (its 'commissioning')."""
@@ -90,6 +142,9 @@ class EmulatedBench:
         if self.pin_factory is not None:
             self.pin_factory.close()
         self.loop.stop()
+        if self.link is not None:
+            self.link.close()
+        self._tmp.cleanup()
 
     # ------------------------------------------------------------------ harness support
     def break_instrument(self, name: str, how: str | None) -> None:

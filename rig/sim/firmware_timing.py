@@ -30,3 +30,9 @@ PEN_TRIP_DELAY_S = 4.5  # rides through < 4 s, open within 5 s
 PEN_RESET_S = 30.0
 PEN_MAX_RESUMES = 10
 DIODE_FAULT_LOW_V = -10.5  # a low level above this with PWM running: diode missing or shorted
+
+# Firmware update (FW-01): the reference unit's download and install times for a critical update
+FW_DOWNLOAD_S = 20.0  # Downloading -> Downloaded (modelled: no bytes move until issue 6)
+FW_VERIFY_S = 2.0  # Downloaded -> Installing (signature and integrity check, regs Sch.1)
+FW_INSTALL_S = 60.0  # Installing (purple, charging paused) -> Installed
+FW_RESTART_S = 5.0  # Installed -> BootNotification with the new version (firmware restarts)

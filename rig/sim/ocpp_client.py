@@ -15,6 +15,12 @@ this class frames, validates, times out and counts every hop for the virtual clo
   or one of TIMEOUT, CONNECTION_CLOSED, NOT_CONNECTED (client-side, not OCPP codes).
   `on_result` only sees schema-valid answers; an invalid answer goes to `on_error`.
 
+Transport: plain `ws://` straight to the URL, or, when `open_socket` is set (the emulated unit's
+network stack: DNS, TCP through the emulated link, TLS verified against the unit's own clock),
+the websocket runs over the socket that coroutine returns; `headers` go with the handshake
+(HTTP Basic credentials, OCPP security profile 2). A socket that cannot be opened (no route,
+certificate rejected) or a refused handshake (401) is a failed connect: `on_disconnected()`.
+
 Everything the client sends is schema-valid OCPP 1.6: an invalid payload from the charger
 is an emulator bug (ValueError in `call()`; for an `on_call` answer, a rig fault at the next
 settle and an InternalError CallError on the wire).
@@ -23,8 +29,9 @@ settle and an InternalError CallError on the wire).
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import WebSocketException
@@ -66,6 +73,8 @@ class OcppClient:
         on_connected: Callable[[], None],
         on_disconnected: Callable[[], None],
         open_timeout_s: float = 10.0,  # real seconds: how long a TCP/websocket handshake may take
+        open_socket: Callable[[], Awaitable[tuple[socket.socket, int]]] | None = None,
+        headers: dict[str, str] | None = None,
     ):
         self.clock = clock
         self._thread = loop
@@ -75,6 +84,8 @@ class OcppClient:
         self.on_connected = on_connected
         self.on_disconnected = on_disconnected
         self.open_timeout_s = open_timeout_s
+        self.open_socket = open_socket  # set (or replaced) by the unit's network stack before connect()
+        self.headers = headers
         self._ids = ocppj.MessageIds("cp-")
         self._link: Link | None = None
         self._connecting = False
@@ -128,11 +139,17 @@ class OcppClient:
 
     async def _open_link(self) -> Link | None:
         try:
+            url, extra, client_port = self.url, {}, None
+            if self.open_socket is not None:  # TLS is the network stack's: the websocket runs over its socket
+                extra["sock"], client_port = await asyncio.wait_for(self.open_socket(), self.open_timeout_s)
+                url = url.replace("wss://", "ws://", 1)
             ws = await ws_connect(
-                self.url,
+                url,
                 subprotocols=[ocppj.SUBPROTOCOL],
                 open_timeout=self.open_timeout_s,
                 ping_interval=None,  # no keepalive traffic of our own: OCPP has Heartbeat
+                additional_headers=self.headers,
+                **extra,
             )
             if ws.subprotocol != ocppj.SUBPROTOCOL:
                 await ws.close(1002, "ocpp1.6 required")
@@ -145,7 +162,8 @@ class OcppClient:
             finally:
                 self.clock.io_end(self._connect_tag)
             return None
-        client_port = ws.local_address[1]
+        if client_port is None:
+            client_port = ws.local_address[1]  # the central system names the link by our TCP port too
         link = Link(
             ws,
             self.clock,

@@ -132,3 +132,23 @@ def test_safe_state_when_the_run_is_interrupted(tmp_path, sig):
     import json
 
     assert json.loads((reports / "run.json").read_text())["interrupted"] is True
+
+
+def test_a_unit_failing_a_precondition_in_setup_is_a_charger_failure_not_an_error(tmp_path):
+    probe = write_test(tmp_path, """
+        import pytest
+        from rig.errors import ChargerFailure
+
+        @pytest.fixture
+        def dead_unit():
+            raise ChargerFailure("unit did not register")
+
+        @pytest.mark.req("BOOT-01")
+        def test_needs_unit(dead_unit):
+            pass
+    """)
+    run = run_pytest([str(probe)], tmp_path)
+    assert run.returncode == 1 and "FAILED (unit, in setup)" in run.output, run.output[-2000:]
+    (test,) = run.json("run.json")["tests"]
+    assert test["outcome"] == "failed" and not test["rig_fault"]
+    assert run.json("traceability.json")["BOOT-01"]["verdict"] == "failed"

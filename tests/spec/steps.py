@@ -152,3 +152,187 @@ def check_offered_duty(rig, m, amps: float, what: str) -> None:
     rig.check(f"duty offering {amps:g} A {what}", None if m.duty is None else m.duty * 100, "%", want - tol,
               want + tol, f"IEC 61851-1 D = I/0.6; {rig.source_of('cp.duty_tolerance_pct')}",
               resolution=m.resolution_s * 1e5)
+
+
+# --- charging modes, calendar time, DataTransfer (issue 4) ----------------------------------------
+
+UK_ZONE = "Europe/London"
+
+
+def uk_time(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0):
+    """A tz-aware datetime in UK local time (GMT or BST as the date says)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo(UK_ZONE))
+
+
+def clock_at(rig, when) -> float:
+    """The rig clock time (s) at which the served calendar time reaches `when` (tz-aware)."""
+    return rig.clock.now() + (when - rig.time.now()).total_seconds()
+
+
+def sleep_until(rig, when, reason: str = "waiting for a calendar time") -> float:
+    """Let time run until the served calendar reaches `when`; returns that clock time."""
+    at = clock_at(rig, when)
+    rig.clock.sleep(max(0.0, at - rig.clock.now()), reason)
+    return at
+
+
+def set_mode(rig, mode: str) -> None:
+    """Select a charging mode (PlugStream.ChargingMode), restored after the test."""
+    assert mode in rig.profile["charging"]["modes"], f"{mode} is not a documented mode"
+    rig.configure(rig.profile["ocpp"]["config_charging_mode"], mode)
+
+
+def change_configuration(rig, key: str, value) -> str:
+    """ChangeConfiguration without the restore bookkeeping: the unit's answer status."""
+    return rig.central.call("ChangeConfiguration", {"key": key, "value": str(value)}, cp_id=rig.cp_id)["status"]
+
+
+def data_transfer(rig, message_key: str, data=None) -> dict:
+    """DataTransfer to the unit's vendor; `message_key` names the messageId in the profile's [ocpp]."""
+    import json
+
+    ocpp = rig.profile["ocpp"]
+    payload = {"vendorId": ocpp["vendor_id"], "messageId": ocpp[message_key]}
+    if data is not None:
+        payload["data"] = data if isinstance(data, str) else json.dumps(data)
+    return rig.central.call("DataTransfer", payload, cp_id=rig.cp_id)
+
+
+def plug_and_ask(rig, amps: float | None = None) -> float:
+    """Plug in, ask for power (state C) and let the vehicle draw `amps` (default: the model's
+    rating) whenever the contactor is closed; returns the clock time of the request."""
+    rig.ev.plug_in()
+    rig.clock.sleep(1.0, "vehicle plugged in")
+    rig.ev.draw(amps if amps is not None else rig.profile["rated_current_a"])
+    rig.ev.request_power()
+    return rig.clock.now()
+
+
+def unplug(rig, dwell_s: float = 2.0) -> None:
+    """Unplug and let the unit return to Available before the next session."""
+    rig.ev.unplug()
+    rig.clock.sleep(dwell_s, "vehicle unplugged")
+
+
+def wait_l1(rig, live: bool, timeout_s: float, poll_s: float = 0.5) -> float | None:
+    """Exact time of the L1 contact-sense edge to `live` (from the pin's timestamp; the poll only
+    decides how often to look), or None within `timeout_s`. Cheap for long waits."""
+    return rig.pilot.wait_sense("sense_l1", live, timeout_s, poll_s)
+
+
+def l1_intervals(rig, since_s: float, until_s: float) -> list[tuple[float, float]]:
+    """(closed, opened) intervals of L1 at the vehicle connector between two clock times, from
+    the recorded sense edges; an interval still open at `until_s` ends there."""
+    state, opened_at = None, None
+    out: list[tuple[float, float]] = []
+    for t, pin, value in rig.pilot.sense_events():
+        if pin != "sense_l1" or t > until_s:
+            continue
+        if value and state is not True:
+            opened_at = max(t, since_s)
+        elif not value and state is True and t >= since_s:
+            out.append((opened_at, t))
+        state = value
+    if state is True:
+        out.append((opened_at, until_s))
+    return [(a, b) for a, b in out if b >= since_s]
+
+
+def latest_status(rig, since_s: float | None = None) -> str | None:
+    """The connector status of the last StatusNotification (connector 1) from the unit."""
+    msgs = [m for m in rig.central.history(action="StatusNotification", direction="in")
+            if m.message_type == "Call" and m.payload.get("connectorId") == 1
+            and (since_s is None or m.time >= since_s)]
+    return msgs[-1].payload["status"] if msgs else None
+
+
+def lock(rig, locked: bool) -> None:
+    """ChangeAvailability on the profile's connector: Inoperative locks, Operative unlocks."""
+    kind = "Inoperative" if locked else "Operative"
+    reply = rig.central.call("ChangeAvailability", {"connectorId": rig.profile["lock"]["connector_id"], "type": kind},
+                             cp_id=rig.cp_id)
+    assert reply["status"] in ("Accepted", "Scheduled"), f"ChangeAvailability {kind} answered {reply}"
+
+
+def merge_intervals(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Sorted, with touching or overlapping spans joined (the unit has no reason to open between)."""
+    merged: list[list[float]] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    return [(s, e) for s, e in merged]
+
+
+def check_energy_intervals(rig, allowed: list[tuple[float, float]], asked_s: float, until_s: float, what: str,
+                           last_may_end_early: bool = False) -> None:
+    """L1 live intervals between `asked_s` and `until_s` against the `allowed` spans (clock times,
+    merged): energy only inside them (mode.window_early_max_s before an opening, mode.window_stop_max_s
+    after a closing), and in each one: on at its opening (or the request) within
+    mode.window_start_max_s, off at its closing within mode.window_stop_max_s. With
+    `last_may_end_early`, the last span may end sooner (a Sense target reached)."""
+    expected = [(max(s, asked_s), min(e, until_s)) for s, e in merge_intervals(allowed) if e > asked_s and s < until_s]
+    actual = l1_intervals(rig, asked_s, until_s)
+    early, start_max = rig.limit("mode.window_early_max_s"), rig.limit("mode.window_start_max_s")
+    stop_max = rig.limit("mode.window_stop_max_s")
+    source = "; ".join(rig.source_of(k) for k in ("mode.window_early_max_s", "mode.window_start_max_s",
+                                                   "mode.window_stop_max_s"))
+    spans = [(round(s, 3), round(e, 3)) for s, e in expected]
+    for a, b in actual:
+        assert any(s - early <= a and b <= e + stop_max for s, e in expected), (
+            f"{what}: energy outside the allowed times: L1 live {a:.3f}..{b:.3f} s, allowed {spans} ({source})")
+    for i, (s, e) in enumerate(expected):
+        mine = [(a, b) for a, b in actual if s - early <= a <= e]
+        assert mine, f"{what}: no energy in {s:.3f}..{e:.3f} s (vehicle asking); allowed {spans}, L1 live {actual}"
+        rig.check(f"{what}: start after the opening at {s:.0f} s", mine[0][0] - s, "s", -early, start_max, source,
+                  resolution=rig.pilot.resolution_s)
+        early_end = last_may_end_early and i == len(expected) - 1
+        if e < until_s and not early_end:
+            rig.check(f"{what}: stop after the closing at {e:.0f} s", mine[-1][1] - e, "s", 0.0, stop_max, source,
+                      resolution=rig.pilot.resolution_s)
+
+
+def parse_windows(text: str) -> list[tuple[int, int]]:
+    """'HH:MM-HH:MM,...' -> [(start minute of day, end minute of day)]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        a, b = part.split("-")
+        out.append(tuple(int(x.split(":")[0]) * 60 + int(x.split(":")[1]) for x in (a, b)))
+    return out
+
+
+def window_instants(windows: str, first, last) -> list[tuple]:
+    """Every opening of every window between two calendar times, as UTC instants, merged where
+    windows touch or overlap (the unit has no reason to open between them)."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(UK_ZONE)
+    spans = []
+    day = (first - timedelta(days=1)).date()
+    while day <= last.date():
+        for a, b in parse_windows(windows):
+            start = datetime(day.year, day.month, day.day, tzinfo=zone) + timedelta(minutes=a)
+            end_day = day + timedelta(days=1) if b <= a else day
+            end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=zone) + timedelta(minutes=b)
+            spans.append((_wall(start), _wall(end)))
+        day += timedelta(days=1)
+    merged: list[list[datetime]] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    return [(s, e) for s, e in merged if e > first.astimezone(timezone.utc) and s < last.astimezone(timezone.utc)]
+
+
+def _wall(local):
+    """A local wall time built by timedelta arithmetic, to UTC (folds resolved as zoneinfo does)."""
+    from datetime import timezone
+
+    naive = local.replace(tzinfo=None)
+    return naive.replace(tzinfo=local.tzinfo).astimezone(timezone.utc)

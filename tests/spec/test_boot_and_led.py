@@ -7,6 +7,7 @@ import pytest
 from rig.instruments.central_system import accept, delay
 
 
+@pytest.mark.eol
 @pytest.mark.req("BOOT-01", "LED-01", "LED-02", "LED-05")
 def test_power_on_rainbow_then_white_until_accepted_then_blue(ready):
     rig = ready
@@ -40,6 +41,7 @@ def test_vehicle_plugged_in_not_charging_is_green_solid(ready):
     assert seen.state == "green_solid", f"plugged in, not charging: expected green solid, saw {seen.explain()}"
 
 
+@pytest.mark.eol
 @pytest.mark.req("LED-07")
 def test_vehicle_charging_is_green_pulsing(charging):
     seen = charging.wait_for_led("green_pulsing", 10.0)

@@ -8,6 +8,7 @@ from rig import cp as cpmath
 from tests.spec.steps import first_sense_edge, wait_output_live
 
 
+@pytest.mark.eol
 @pytest.mark.req("CP-01")
 def test_state_a_steady_plus_12v_no_pwm_contactor_open(ready):
     rig = ready
@@ -17,6 +18,7 @@ def test_state_a_steady_plus_12v_no_pwm_contactor_open(ready):
     assert not rig.pilot.sense().l1, "contactor closed in state A"
 
 
+@pytest.mark.eol
 @pytest.mark.req("CP-02", "CP-06")
 def test_state_b_pwm_1khz_minus_12v_duty_for_offered_current(ready):
     rig = ready
@@ -55,6 +57,7 @@ def test_offered_current_is_the_lowest_limit(ready, configured_a, site_a):
     check_duty(rig, m, expected)
 
 
+@pytest.mark.eol
 @pytest.mark.req("CP-03")
 def test_contactor_closes_within_3s_of_state_c_and_never_in_b(ready):
     rig = ready
@@ -73,6 +76,7 @@ def test_contactor_closes_within_3s_of_state_c_and_never_in_b(ready):
                     high="cp.contactor_close_max_s", resolution=rig.pilot.resolution_s)
 
 
+@pytest.mark.eol
 @pytest.mark.req("CP-04")
 def test_contactor_opens_within_100ms_of_c_to_b(charging):
     rig = charging

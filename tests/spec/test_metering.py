@@ -7,6 +7,7 @@ import pytest
 from tests.spec.steps import wait_output_live
 
 
+@pytest.mark.eol
 @pytest.mark.req("MTR-01")
 def test_phases_and_rated_current(charging):
     rig = charging

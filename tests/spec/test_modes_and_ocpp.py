@@ -7,6 +7,7 @@ import pytest
 from tests.spec.steps import wait_output_live
 
 
+@pytest.mark.eol
 @pytest.mark.req("MODE-04")
 def test_plug_and_charge_starts_by_itself(ready):
     rig = ready

@@ -94,7 +94,7 @@ def faults_since(rig, t0: float) -> list[dict]:
 # ----------------------------------------------------------------------------- trip times
 @pytest.mark.hazardous
 @pytest.mark.parametrize("time_key", [
-    pytest.param(THRESHOLD_TRIP_TIME, marks=pytest.mark.req("RCD-01"), id="6mA"),
+    pytest.param(THRESHOLD_TRIP_TIME, marks=[pytest.mark.req("RCD-01"), pytest.mark.eol], id="6mA"),
     pytest.param("rcd.trip_60ma_max_s", marks=pytest.mark.req("RCD-02"), id="60mA"),
     pytest.param("rcd.trip_200ma_max_s", marks=pytest.mark.req("RCD-03"), id="200mA"),
 ])

@@ -1,0 +1,262 @@
+"""The pytest side of the results store: one run row per session, one committed row per test.
+
+Two plugin objects, because pytest-xdist splits the work:
+
+* `UnitProbe` runs wherever tests run (each xdist worker, or the single process). It reads the
+  unit's identity (serial, model, firmware) from the BootNotification in the rig's central
+  system history and puts it, with a few verdict details, on the test's reports.
+* `ResultsRecorder` runs only in the controller, which sees every test's reports, and writes
+  each test to the store as soon as its teardown report arrives, in its own transaction.
+  It reads the test's merged record (verdict, requirements, measurements) from the same
+  `RunRecord` that writes run.json, so the store and run.json never disagree on a verdict.
+
+A store that cannot be written (a site server down) never stops the run: each failure is
+printed at once and summed up at the end, and run.json still has everything.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from rig.errors import RigFault
+from rig.results.store import ENV_URL, ResultsStore, TestResult, default_url, new_run_id, utcnow
+from rig.results.verdict import RunVerdict, judge
+
+P_USES_RIG, P_UNIT, P_WRONG_UNIT, P_UNIT_FAILED_IN_SETUP = "uses_rig", "unit", "wrong_unit", "unit_failed_in_setup"
+
+
+def add_options(group) -> None:
+    group.addoption("--results-db", metavar="URL", default=None,
+                    help=f"SQLAlchemy URL of the results store (default: ${ENV_URL}, "
+                         "else sqlite file results.sqlite in the reports directory)")
+    group.addoption("--operator", metavar="NAME", default=None,
+                    help="who runs the station; recorded with every run (default: the login name)")
+
+
+def register(config: pytest.Config, reports_dir: Path) -> None:
+    """Called from the rig plugin's pytest_configure, in every process."""
+    config.pluginmanager.register(UnitProbe(), "plugstream_unit_probe")
+    if hasattr(config, "workerinput") or config.option.help or config.option.collectonly:
+        return
+    config.pluginmanager.register(ResultsRecorder(config, reports_dir), "plugstream_results")
+
+
+def recorder_of(config: pytest.Config) -> "ResultsRecorder | None":
+    return config.pluginmanager.get_plugin("plugstream_results")
+
+
+def store_url(option: str | None, reports_dir: Path | str) -> str:
+    return option or os.environ.get(ENV_URL) or default_url(reports_dir)
+
+
+def printable_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------------- every process
+def unit_identity(rig) -> dict:
+    """Who the unit says it is (its last BootNotification); the rig file's values until it has booted."""
+    ident = {"serial": None, "model": None, "firmware": None, "vendor": None,
+             "variant": rig.model_name, "rig_name": rig.rigfile.bench.name}
+    boots = rig.central.history(action="BootNotification", direction="in")
+    if boots and isinstance(boots[-1].payload, dict):
+        p = boots[-1].payload
+        ident.update(serial=p.get("chargePointSerialNumber"), model=p.get("chargePointModel"),
+                     firmware=p.get("firmwareVersion"), vendor=p.get("chargePointVendor"))
+    return ident
+
+
+class UnitProbe:
+    def __init__(self):
+        self.identity: dict | None = None  # the last one seen in this process
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        rep = outcome.get_result()
+        if "rig" not in getattr(item, "fixturenames", ()):
+            return
+        self._read_identity(item)
+        if rep.when == "setup":
+            rep.user_properties.append((P_USES_RIG, True))
+        if call.excinfo is not None:
+            self._tag_exception(rep, call)
+        if rep.when == "teardown" and self.identity:
+            rep.user_properties.append((P_UNIT, dict(self.identity)))
+
+    def _read_identity(self, item: pytest.Item) -> None:
+        rig = getattr(item, "funcargs", {}).get("rig")
+        if rig is None:
+            return
+        try:
+            ident = unit_identity(rig)
+        except Exception:  # a closed rig at the very end: keep what was seen
+            return
+        if ident["serial"] or self.identity is None:
+            self.identity = ident
+
+    def _tag_exception(self, rep, call) -> None:
+        from rig.eol import WrongUnit
+
+        if call.excinfo.errisinstance(WrongUnit):
+            rep.user_properties.append((P_WRONG_UNIT, str(call.excinfo.value)))
+            self.identity = call.excinfo.value.identity or self.identity
+        elif (rep.when == "setup" and call.excinfo.errisinstance(AssertionError)
+              and not call.excinfo.errisinstance(RigFault)):
+            # The unit failed a precondition in a fixture (never registered, contactor never
+            # closed): pytest calls that an error, but it is the unit's failure, not the rig's.
+            rep.user_properties.append((P_UNIT_FAILED_IN_SETUP, str(call.excinfo.value)))
+
+
+# ---------------------------------------------------------------------- the controller
+class ResultsRecorder:
+    def __init__(self, config: pytest.Config, reports_dir: Path):
+        self.config = config
+        self.url = store_url(config.getoption("--results-db"), reports_dir)
+        self.started = utcnow()
+        self.run_id = new_run_id(self.started)
+        self.store: ResultsStore | None = None
+        self.run_open = False
+        self.results: list[TestResult] = []
+        self.identity: dict = {}
+        self.wrong_unit: str | None = None
+        self.problems: list[str] = []
+        self.verdict: RunVerdict | None = None
+        self._setup: dict[str, dict] = {}  # nodeid -> setup-phase properties
+        self._rig_fields: dict | None = None
+
+    # ------------------------------------------------------------------ what the run is
+    def run_fields(self) -> dict:
+        opt = self.config.getoption
+        fields = {
+            "run_id": self.run_id,
+            "started_at": self.started,
+            "operator": opt("--operator") or _login(),
+            "host": socket.gethostname(),
+            "mode": "eol" if opt("--eol", default=False) else "suite",
+            "seed": opt("--sim-seed"),
+            "defect": opt("--sim-defect"),
+            "expected_serial": opt("--serial", default=None),
+        }
+        fields.update(self._rig_file_fields())
+        fields.update({k: v for k, v in self.identity.items() if v is not None})
+        if not fields.get("serial"):
+            fields["serial"] = fields.get("expected_serial")
+        return fields
+
+    def _rig_file_fields(self) -> dict:
+        if self._rig_fields is None:
+            self._rig_fields = self._read_rig_file()
+        return dict(self._rig_fields)
+
+    def _read_rig_file(self) -> dict:
+        from rig.bench import default_rig_path
+        from rig.rigfile import load_rigfile
+
+        path = self.config.getoption("--rig") or default_rig_path(Path(self.config.rootpath))
+        out = {"rig_file": str(path), "variant": self.config.getoption("--sim-model")}
+        try:
+            rigfile = load_rigfile(Path(path))
+        except Exception:  # the run itself reports a bad rig file; the record keeps the path
+            return out
+        out["rig_name"] = rigfile.bench.name
+        out["variant"] = out["variant"] or rigfile.product.model
+        return out
+
+    # ------------------------------------------------------------------ each test
+    @pytest.hookimpl(trylast=True)  # after the rig plugin merged this phase into its RunRecord
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        if report.when == "setup" and props.get(P_USES_RIG):
+            self._setup[report.nodeid] = props
+            if props.get(P_WRONG_UNIT):
+                self.wrong_unit = props[P_WRONG_UNIT]
+        if report.when == "teardown" and report.nodeid in self._setup:
+            if props.get(P_UNIT):
+                self.identity.update({k: v for k, v in props[P_UNIT].items() if v is not None})
+            self._write(self._result_of(report.nodeid, self._setup.pop(report.nodeid)))
+
+    def _result_of(self, nodeid: str, setup_props: dict) -> TestResult:
+        from rig.plugin import _record_key
+
+        record = self.config.stash.get(_record_key, None)
+        rec = record.tests.get(nodeid) if record is not None else None
+        if rec is None:  # the run record missed this test: keep at least that it ran and broke
+            return TestResult(nodeid=nodeid, verdict="error", message="no run record for this test")
+        result = TestResult(nodeid=nodeid, verdict=rec.outcome, requirements=list(rec.requirements),
+                            rig_fault=rec.rig_fault, message=rec.message, wall_seconds=rec.wall_seconds,
+                            sim_seconds=rec.sim_seconds, measurements=list(rec.measurements))
+        if setup_props.get(P_WRONG_UNIT):
+            result.verdict, result.message = "error", setup_props[P_WRONG_UNIT]
+        elif setup_props.get(P_UNIT_FAILED_IN_SETUP) and result.verdict == "error" and not result.rig_fault:
+            result.verdict = "failed"
+        return result
+
+    def _write(self, result: TestResult) -> None:
+        self.results.append(result)
+        try:
+            if self.store is None:
+                self.store = ResultsStore(self.url)
+            if not self.run_open:
+                self.store.start_run(self.run_fields())
+                self.run_open = True
+            self.store.record_test(self.run_id, result, run_update=self._identity_columns())
+        except Exception as exc:  # the run goes on; run.json keeps the result
+            self._problem(f"could not record {result.nodeid}: {type(exc).__name__}: {exc}")
+
+    def _identity_columns(self) -> dict:
+        return {k: v for k, v in self.identity.items() if v is not None}
+
+    def _problem(self, text: str) -> None:
+        self.problems.append(text)
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"[rig] results store: {text}", red=True)
+
+    # ------------------------------------------------------------------ the end
+    def finish(self, exitstatus: int | None = None) -> RunVerdict:
+        """Judge the run and close its row (idempotent: the end-of-line plugin may ask first)."""
+        if self.verdict is not None:
+            return self.verdict
+        from rig.plugin import _record_key
+
+        record = self.config.stash.get(_record_key, None)
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or bool(record and record.interrupted)
+        self.verdict = judge(self.results, self.wrong_unit, interrupted)
+        if self.run_open:
+            try:
+                self.store.finish_run(self.run_id, self.verdict.verdict, self.verdict.detail())
+            except Exception as exc:
+                self._problem(f"could not close run {self.run_id}: {exc}")
+        return self.verdict
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.finish(exitstatus)
+        if self.store is not None:
+            self.store.close()
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.results:
+            return
+        where = printable_url(self.url)
+        terminalreporter.write_line(
+            f"results store: run {self.run_id}, {len(self.results)} tests, unit "
+            f"{self.identity.get('serial') or '?'} -> {where}"
+        )
+        if self.problems:
+            terminalreporter.write_line(f"results store: {len(self.problems)} problem(s); first: {self.problems[0]}",
+                                        red=True)
+
+
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in a container: the record says so by leaving it empty
+        return None

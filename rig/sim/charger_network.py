@@ -1,0 +1,765 @@
+"""The emulated unit's network stack, over real sockets on loopback, as the network document says.
+
+* DHCP client (DISCOVER, OFFER, REQUEST, ACK): its address and the DNS servers of option 6.
+* Resolver: DHCP primary -> DHCP secondary -> 1.1.1.1 -> 1.0.0.1, DNS_TIMEOUT_S per server; a
+  server that refuses or fails is passed over at once, an NXDOMAIN is final.
+* SNTP client to pool.ntp.org before authenticating (and every NTP_POLL_S); it sets the unit's
+  real-time clock (the charger's RTC, which OCPP currentTime also sets).
+* TLS to ocpp.ampnexus.net: the server certificate is verified against the unit's trust anchor
+  AND ITS OWN RTC (cryptography's X.509 verifier, not OpenSSL's, which would use the host's
+  clock), before a single byte of HTTP (credentials) goes out. A wrong clock makes the
+  certificate "not yet valid" or "expired": authentication fails until NTP corrects the clock.
+* OCPP security profile 2: HTTP Basic auth, user = charge point id, password = per-unit secret
+  derived at manufacture (`unit_password`), never a shared default.
+* Firmware: fetched over HTTPS only after the server certificate verifies; installable only if
+  its detached Ed25519 signature verifies against the key installed at manufacture.
+* Nothing listening.
+
+Everything the unit sends goes through `EmulatedLink`: it maps the documented destinations
+(1.1.1.1:53, the DHCP broadcast, the rig addresses DNS hands out) to the rig's loopback services
+and writes every packet both ways to a pcap file with synthesised IPv4/UDP/TCP headers carrying
+the DOCUMENTED addresses and ports and the real payload lengths. A destination the link has no
+route for is recorded and dropped, never sent: no packet leaves loopback.
+
+Threads: the stack's logic runs in virtual-clock callbacks (the test thread) under the charger's
+lock, like the rest of the firmware; sockets live in the bench's asyncio loop. Datagrams are
+counted for settling (rig/network/udp.py); TCP connects and fetches hold the clock until done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import itertools
+import socket
+import ssl
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from rig.aio import LoopThread
+from rig.clock import VirtualClock
+from rig.network import (BROADCAST, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DNS_PORT, HTTPS_PORT, NTP_HOST, NTP_PORT,
+                         PUBLIC_DNS)
+from rig.network import dhcp as D
+from rig.network import dns as N
+from rig.network import ntp as T
+from rig.network.pcap import TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, PcapWriter, tcp_packet, udp_packet
+from rig.network.udp import udp_tag
+
+DHCP_RETRIES_S = (4.0, 8.0, 16.0, 32.0)  # RFC 2131 4.1 back-off, then the cycle starts again
+DHCP_RESTART_S = 60.0
+DNS_TIMEOUT_S = 2.0  # per server: "if it does not respond promptly"
+NTP_TIMEOUT_S = 5.0
+NTP_TRIES = 2
+NTP_POLL_S = 3600.0
+SEGMENT = 1460  # TCP payload per packet (Ethernet MSS)
+DEBUG_PORT = 2323  # what the debug-port-listening defect leaves open
+WRONG_NTP_SERVER = "216.239.35.0"  # the ntp-wrong-server defect's hard-coded server
+CHATTY_HEARTBEAT_S = 60.0  # the chatty-heartbeat defect's own interval, and what it sends:
+CHATTY_DIAGNOSTICS_CHARS = 6000  # a 6 kB diagnostic dump with every beat (over 6 MB a day)
+FACTORY_SECRET = b"PlugStream emulated factory provisioning key"  # the simulated factory's HSM secret
+
+
+def unit_password(serial: str, factory_secret: bytes = FACTORY_SECRET) -> str:
+    """The per-unit password the factory derives and prints on the unit's label (20 characters)."""
+    digest = hmac.new(factory_secret, serial.encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest).decode()[:20]
+
+
+def chatty_heartbeat(serial: str) -> dict:
+    """The chatty-heartbeat defect's DataTransfer: a diagnostic dump nobody asked for."""
+    # a trace buffer: noise-like, so the websocket's permessage-deflate cannot shrink it much
+    blocks, block = [], serial.encode()
+    while len(blocks) * 44 < CHATTY_DIAGNOSTICS_CHARS:
+        block = hashlib.sha256(block).digest()
+        blocks.append(base64.b64encode(block).decode())
+    return {"vendorId": "PlugStream", "messageId": "Heartbeat", "data": "".join(blocks)[:CHATTY_DIAGNOSTICS_CHARS]}
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
+
+
+# ------------------------------------------------------------------------------------------------
+# the link: documented destinations -> rig services on loopback, with a capture of every packet
+# ------------------------------------------------------------------------------------------------
+
+Route = tuple[str, str, int]  # (protocol, address, port) as the unit addresses it
+
+
+class EmulatedLink:
+    def __init__(self, clock: VirtualClock, loop: LoopThread, unit_address: str, pcap_path: str):
+        if not _is_loopback(unit_address):
+            raise ValueError(f"the emulated unit must live on loopback, not {unit_address}")
+        self.clock, self.loop, self.unit_address = clock, loop, unit_address
+        self.routes: dict[Route, tuple[str, int]] = {}
+        self._reverse: dict[tuple[str, str, int], tuple[str, int]] = {}
+        self.pcap = PcapWriter(pcap_path)
+        self._lock = threading.Lock()
+        self._ident = itertools.count(1)
+        self.dropped: list[Route] = []  # destinations the unit sent to that the rig does not serve
+
+    def set_routes(self, routes: dict[Route, tuple[str, int]]) -> None:
+        for (proto, address, port), target in routes.items():
+            if not _is_loopback(target[0]):
+                raise ValueError(f"route {proto}/{address}:{port} -> {target}: the emulated link only reaches loopback")
+        self.routes = dict(routes)
+        self._reverse = {(proto, *target): (address, port) for (proto, address, port), target in routes.items()
+                         if address != BROADCAST}
+
+    def record(self, packet: bytes) -> None:
+        with self._lock:
+            self.pcap.write(self.clock.utc_now(), packet)
+
+    def ident(self) -> int:
+        return next(self._ident)
+
+    def documented(self, proto: str, real: tuple[str, int]) -> tuple[str, int]:
+        """The documented (address, port) behind a real loopback peer."""
+        return self._reverse.get((proto, real[0], real[1]), real)
+
+    def close(self) -> None:
+        self.pcap.close()
+
+    # -- UDP ---------------------------------------------------------------------------------
+    def udp_socket(self, deliver: Callable[[bytes, tuple[str, int]], None]) -> "UnitUdpSocket":
+        return UnitUdpSocket(self, deliver)
+
+    # -- TCP ---------------------------------------------------------------------------------
+    async def open_tcp(self, address: str, port: int) -> tuple[socket.socket, int]:
+        """Connect to documented (address, port); the unit's end of the connection (a socket pair
+        end the link relays and records) and the connection's TCP source port. Loop thread only."""
+        route = self.routes.get(("tcp", address, port))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.bind((self.unit_address, 0))
+        sport = tcp.getsockname()[1]
+        conn = _TcpRecord(self, sport, address, port)
+        conn.send(TCP_SYN, b"")
+        if route is None:
+            tcp.close()
+            self.dropped.append(("tcp", address, port))
+            raise ConnectionRefusedError(f"no route to {address}:{port} on the bench network")
+        tcp.setblocking(False)
+        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # relay each write now: no Nagle wait
+        try:
+            await asyncio.get_running_loop().sock_connect(tcp, route)
+        except OSError:
+            tcp.close()
+            raise
+        conn.receive(TCP_SYN | TCP_ACK, b"")
+        conn.send(TCP_ACK, b"")
+        unit_end, link_end = socket.socketpair()
+        link_end.setblocking(False)
+        unit_end.setblocking(False)
+        _relay(link_end, tcp, conn)
+        return unit_end, sport
+
+
+class _TcpRecord:
+    """Sequence numbers and capture of one TCP connection, from the unit's side."""
+
+    def __init__(self, link: EmulatedLink, sport: int, address: str, port: int):
+        self.link, self.sport, self.address, self.port = link, sport, address, port
+        self.seq, self.ack = 1000, 5000
+
+    def send(self, flags: int, payload: bytes) -> None:
+        chunks = [payload[i:i + SEGMENT] for i in range(0, len(payload), SEGMENT)] or [b""]
+        for chunk in chunks:
+            self.link.record(tcp_packet(self.link.unit_address, self.sport, self.address, self.port, flags, self.seq,
+                                        self.ack, chunk, self.link.ident()))
+            self.seq += len(chunk) + (1 if flags & (TCP_SYN | TCP_FIN) else 0)
+
+    def receive(self, flags: int, payload: bytes) -> None:
+        chunks = [payload[i:i + SEGMENT] for i in range(0, len(payload), SEGMENT)] or [b""]
+        for chunk in chunks:
+            self.link.record(tcp_packet(self.address, self.port, self.link.unit_address, self.sport, flags, self.ack,
+                                        self.seq, chunk, self.link.ident()))
+            self.ack += len(chunk) + (1 if flags & (TCP_SYN | TCP_FIN) else 0)
+        if payload or flags & TCP_FIN:
+            self.send(TCP_ACK, b"")  # the unit acknowledges what it received
+
+
+def _relay(unit_side: socket.socket, tcp: socket.socket, conn: _TcpRecord) -> None:
+    """Copy both ways between the unit's socket pair end and the real TCP connection, recording."""
+    loop = asyncio.get_running_loop()
+    done = {"out": False, "in": False}
+
+    def finish(direction: str) -> None:
+        done[direction] = True
+        if all(done.values()):
+            unit_side.close()
+            tcp.close()
+
+    async def outbound() -> None:  # unit -> server
+        try:
+            while data := await loop.sock_recv(unit_side, 65536):
+                conn.send(TCP_ACK | TCP_PSH, data)
+                await loop.sock_sendall(tcp, data)
+            conn.send(TCP_FIN | TCP_ACK, b"")
+            tcp.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            finish("out")
+
+    async def inbound() -> None:  # server -> unit
+        try:
+            while data := await loop.sock_recv(tcp, 65536):
+                conn.receive(TCP_ACK | TCP_PSH, data)
+                await loop.sock_sendall(unit_side, data)
+            conn.receive(TCP_FIN | TCP_ACK, b"")
+            unit_side.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            finish("in")
+
+    loop.create_task(outbound())
+    loop.create_task(inbound())
+
+
+class UnitUdpSocket:
+    """One UDP socket of the unit on its loopback address; datagrams in are delivered on the clock."""
+
+    def __init__(self, link: EmulatedLink, deliver: Callable[[bytes, tuple[str, int]], None]):
+        self.link, self.deliver = link, deliver
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((link.unit_address, 0))
+        self.sock.setblocking(False)
+        self.address = self.sock.getsockname()[:2]
+        self.closed = False
+        link.loop.call(self._watch)
+
+    def _watch(self) -> None:
+        if not self.closed:
+            self.link.loop.loop.add_reader(self.sock, self._readable)
+
+    def sendto(self, payload: bytes, address: str, port: int, src: tuple[str, int] | None = None) -> None:
+        """Send to documented (address, port); `src` overrides the recorded source (DHCP: 0.0.0.0:68)."""
+        src_address, sport = src or self.address
+        self.link.record(udp_packet(src_address, sport, address, port, payload, self.link.ident()))
+        route = self.link.routes.get(("udp", address, port))
+        if route is None:
+            self.link.dropped.append(("udp", address, port))
+            return  # nothing on the bench network answers there: recorded, never sent
+        self.link.clock.io_begin(udp_tag(route))
+        try:
+            self.sock.sendto(payload, route)
+        except OSError:
+            self.link.clock.io_end(udp_tag(route))
+
+    def _readable(self) -> None:
+        try:
+            while True:
+                try:
+                    data, peer = self.sock.recvfrom(65536)
+                except (BlockingIOError, InterruptedError):
+                    return
+                try:
+                    src = self.link.documented("udp", peer[:2])
+                    dst_port = DHCP_CLIENT_PORT if src[1] == DHCP_SERVER_PORT else self.address[1]
+                    self.link.record(udp_packet(src[0], src[1], self.link.unit_address, dst_port, data,
+                                                self.link.ident()))
+                    self.link.clock.call_later(0.0, lambda d=data, s=src: self.deliver(d, s))
+                finally:
+                    self.link.clock.io_end(udp_tag(self.address))
+        except OSError:
+            return
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+
+        def shut():
+            try:
+                self.link.loop.loop.remove_reader(self.sock)
+            except (ValueError, OSError):
+                pass
+            self.sock.close()
+            self.link.clock.io_release(udp_tag(self.address))
+
+        self.link.loop.call(shut)
+
+
+# ------------------------------------------------------------------------------------------------
+# the unit's stack
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Lease:
+    address: str
+    server: str
+    dns: list[str]
+    expires_at: float  # clock time
+
+
+class CertificateRejected(ssl.SSLCertVerificationError):
+    """The server certificate did not verify (against the trust anchor and the unit's RTC)."""
+
+
+class UnitNetwork:
+    """The unit's network stack. `rtc_now()` / `set_rtc(dt)` are the charger's real-time clock;
+    `alive()` says the unit is powered (a dead unit sends nothing)."""
+
+    def __init__(self, clock: VirtualClock, loop: LoopThread, link: EmulatedLink, lock, cp_id: str,
+                 trust_anchor_pem: bytes, firmware_key_pem: bytes, password: str,
+                 rtc_now: Callable[[], datetime], set_rtc: Callable[[datetime], None],
+                 alive: Callable[[], bool], defect: str | None = None):
+        self.clock, self.loop, self.link, self.lock = clock, loop, link, lock
+        self.cp_id, self.password, self.defect = cp_id, password, defect
+        self.rtc_now, self.set_rtc, self.alive = rtc_now, set_rtc, alive
+        self._anchors = x509.load_pem_x509_certificates(trust_anchor_pem)
+        self._firmware_key = serialization.load_pem_public_key(firmware_key_pem)
+        self.lease: Lease | None = None
+        self._generation = 0
+        self._ids = itertools.count(0x1000)
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._clock_suspect = False  # the last TLS failure was about time: ask NTP before retrying
+        self.last_failure: str | None = None
+        self._debug_server = None
+        self.log: list[tuple[float, str]] = []
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _note(self, text: str) -> None:
+        self.log.append((self.clock.now(), text))
+
+    def _after(self, delay_s: float, fn: Callable[[], None]):
+        """A stack timer: dies with a power cycle or a new bring-up."""
+        generation = self._generation
+
+        def fire():
+            with self.lock:
+                if generation == self._generation and self.alive():
+                    fn()
+
+        return self.clock.call_later(delay_s, fire)
+
+    def _exchange(self, payload: bytes, address: str, port: int, timeout_s: float,
+                  accept: Callable[[bytes], object], on_answer: Callable[[object], None],
+                  on_timeout: Callable[[], None], src: tuple[str, int] | None = None) -> None:
+        """Send one datagram and wait (clock time) for the answer `accept` recognises (not None)."""
+        generation, state = self._generation, {"done": False, "timer": None}
+
+        def deliver(data: bytes, _peer) -> None:
+            with self.lock:
+                if state["done"] or generation != self._generation or not self.alive():
+                    return
+                try:
+                    result = accept(data)
+                except (ValueError, IndexError, KeyError):
+                    result = None  # garbage: keep waiting, as a real stack would
+                if result is None:
+                    return
+                state["done"] = True
+                state["timer"].cancel()
+                sock.close()
+                on_answer(result)
+
+        def expired() -> None:
+            if not state["done"]:
+                state["done"] = True
+                sock.close()
+                on_timeout()
+
+        sock = self.link.udp_socket(deliver)
+        state["timer"] = self._after(timeout_s, expired)
+        sock.sendto(payload, address, port, src)
+
+    # -- power and boot --------------------------------------------------------------------------
+    def bring_up(self, on_ready: Callable[[], None]) -> None:
+        """A fresh boot: DHCP, then NTP, then `on_ready()` (whether or not NTP answered)."""
+        self._generation += 1
+        self.lease, self._cache = None, {}
+        self._close_debug_port()
+        self._dhcp_discover(on_ready, attempt=0)
+
+    def _dhcp_discover(self, on_ready, attempt: int) -> None:
+        xid, mac = next(self._ids), bytes.fromhex("02504c530001")
+        discover = D.DhcpMessage(D.BOOTREQUEST, xid, mac, D.DISCOVER, flags=D.BROADCAST_FLAG,
+                                 options={D.OPT_PARAMS: bytes([D.OPT_SUBNET, D.OPT_ROUTER, D.OPT_DNS])})
+
+        def offered(msg: D.DhcpMessage) -> None:
+            self._dhcp_request(msg, xid, mac, on_ready, attempt)
+
+        self._exchange(discover.encode(), BROADCAST, DHCP_SERVER_PORT, DHCP_RETRIES_S[attempt % len(DHCP_RETRIES_S)],
+                       lambda data: _dhcp_reply(data, xid, (D.OFFER,)), offered,
+                       lambda: self._dhcp_retry(on_ready, attempt), src=("0.0.0.0", DHCP_CLIENT_PORT))
+
+    def _dhcp_retry(self, on_ready, attempt: int) -> None:
+        self._note("DHCP: no answer")
+        if attempt + 1 < len(DHCP_RETRIES_S):
+            self._dhcp_discover(on_ready, attempt + 1)
+        else:
+            self._after(DHCP_RESTART_S, lambda: self._dhcp_discover(on_ready, 0))
+
+    def _dhcp_request(self, offer: D.DhcpMessage, xid: int, mac: bytes, on_ready, attempt: int) -> None:
+        server = offer.addresses(D.OPT_SERVER_ID)
+        request = D.DhcpMessage(D.BOOTREQUEST, xid, mac, D.REQUEST, flags=D.BROADCAST_FLAG, options={
+            D.OPT_REQUESTED_IP: D.ip_bytes(offer.yiaddr), D.OPT_SERVER_ID: D.ip_bytes(server[0] if server else "0.0.0.0"),
+            D.OPT_PARAMS: bytes([D.OPT_SUBNET, D.OPT_ROUTER, D.OPT_DNS])})
+
+        def acked(msg: D.DhcpMessage) -> None:
+            if msg.message_type == D.NAK:
+                self._after(1.0, lambda: self._dhcp_discover(on_ready, 0))
+                return
+            lease_s = msg.seconds(D.OPT_LEASE_TIME) or 86400
+            self.lease = Lease(msg.yiaddr, (msg.addresses(D.OPT_SERVER_ID) or [""])[0], msg.addresses(D.OPT_DNS),
+                               self.clock.now() + lease_s)
+            self._after(lease_s / 2, lambda: self._dhcp_renew(xid, mac))  # T1 (RFC 2131 4.4.5)
+            self._note(f"DHCP: {msg.yiaddr}, DNS {self.lease.dns}")
+            if self.defect == "debug-port-listening":
+                self._open_debug_port()
+            self.sync_time(on_ready)
+            self._after(NTP_POLL_S, self._poll_time)
+
+        self._exchange(request.encode(), BROADCAST, DHCP_SERVER_PORT, DHCP_RETRIES_S[0],
+                       lambda data: _dhcp_reply(data, xid, (D.ACK, D.NAK)), acked,
+                       lambda: self._dhcp_retry(on_ready, attempt), src=("0.0.0.0", DHCP_CLIENT_PORT))
+
+    def _dhcp_renew(self, xid: int, mac: bytes) -> None:
+        """RENEWING: a unicast REQUEST to the server that gave the lease; retried every minute."""
+        lease = self.lease
+        request = D.DhcpMessage(D.BOOTREQUEST, xid, mac, D.REQUEST, ciaddr=lease.address,
+                                options={D.OPT_PARAMS: bytes([D.OPT_SUBNET, D.OPT_ROUTER, D.OPT_DNS])})
+
+        def acked(msg: D.DhcpMessage) -> None:
+            if msg.message_type == D.ACK:
+                lease_s = msg.seconds(D.OPT_LEASE_TIME) or 86400
+                lease.expires_at = self.clock.now() + lease_s
+                self._after(lease_s / 2, lambda: self._dhcp_renew(xid, mac))
+
+        self._exchange(request.encode(), lease.server, DHCP_SERVER_PORT, DHCP_RETRIES_S[0],
+                       lambda data: _dhcp_reply(data, xid, (D.ACK, D.NAK)), acked,
+                       lambda: self._after(60.0, lambda: self._dhcp_renew(xid, mac)),
+                       src=(lease.address, DHCP_CLIENT_PORT))
+
+    # -- DNS ---------------------------------------------------------------------------------
+    def resolver_order(self) -> list[str]:
+        """DHCP primary, DHCP secondary, then Cloudflare (NET: DNS Server Priority)."""
+        dhcp = list(self.lease.dns[:2]) if self.lease else []
+        if self.defect == "resolver-skips-dhcp":
+            dhcp = []
+        return dhcp + [a for a in PUBLIC_DNS if a not in dhcp]
+
+    def resolve(self, name: str, on_done: Callable[[str | None], None]) -> None:
+        cached = self._cache.get(name)
+        if cached and cached[1] > self.clock.now():
+            on_done(cached[0])
+            return
+        self._ask(name, self.resolver_order(), on_done)
+
+    def _ask(self, name: str, servers: list[str], on_done) -> None:
+        if not servers:
+            self._note(f"DNS: {name} not resolved")
+            on_done(None)
+            return
+        ident = next(self._ids) & 0xFFFF
+        server, rest = servers[0], servers[1:]
+
+        def accept(data: bytes):
+            reply = N.DnsMessage.decode(data)
+            return reply if reply.is_response and reply.id == ident else None
+
+        def answered(reply: N.DnsMessage) -> None:
+            if reply.rcode == N.NOERROR and reply.answers:
+                self._cache[name] = (reply.answers[0], self.clock.now() + reply.ttl)
+                on_done(reply.answers[0])
+            elif reply.rcode == N.NXDOMAIN:
+                on_done(None)
+            else:  # REFUSED, SERVFAIL, no address: the next server may know
+                self._ask(name, rest, on_done)
+
+        self._exchange(N.query(ident, name), server, DNS_PORT, DNS_TIMEOUT_S, accept, answered,
+                       lambda: self._ask(name, rest, on_done))
+
+    # -- time --------------------------------------------------------------------------------
+    def sync_time(self, then: Callable[[], None], tries: int = NTP_TRIES) -> None:
+        """Ask pool.ntp.org and set the RTC; `then()` either way."""
+        if self.defect == "ntp-wrong-server":
+            self._ntp_query(WRONG_NTP_SERVER, then, tries)
+            return
+        self.resolve(NTP_HOST, lambda address: self._ntp_query(address, then, tries) if address else then())
+
+    def _ntp_query(self, address: str, then, tries: int) -> None:
+        sent = self.rtc_now()
+
+        def accept(data: bytes):
+            packet = T.NtpPacket.decode(data)
+            return packet if packet.mode == T.MODE_SERVER and packet.originate == T.to_ntp(sent) else None
+
+        def answered(packet: T.NtpPacket) -> None:
+            self.set_rtc(packet.transmit_time)
+            self._clock_suspect = False
+            self._note(f"NTP: {packet.transmit_time.isoformat()}")
+            then()
+
+        def timed_out() -> None:
+            if tries > 1:
+                self._ntp_query(address, then, tries - 1)
+            else:
+                self._note("NTP: no answer")
+                then()
+
+        self._exchange(T.client_request(sent), address, NTP_PORT, NTP_TIMEOUT_S, accept, answered, timed_out)
+
+    def _poll_time(self) -> None:
+        self.sync_time(lambda: None)
+        self._after(NTP_POLL_S, self._poll_time)
+
+    # -- the central system ------------------------------------------------------------------
+    def connect_ocpp(self, client, host: str, on_fail: Callable[[], None]) -> None:
+        """NTP first if the clock is in doubt, resolve `host`, then let the OCPP client connect
+        through `open_tls(host, address)`. `on_fail()` if there is no address to connect to."""
+        if self.lease is None:
+            on_fail()  # no DHCP lease yet: bring_up is still trying
+            return
+
+        def resolved(address: str | None) -> None:
+            if address is None:
+                self.last_failure = f"cannot resolve {host}"
+                on_fail()
+                return
+            client.open_socket = lambda: self.open_tls(host, address)
+            client.connect()
+
+        if self._clock_suspect:
+            self.sync_time(lambda: self.resolve(host, resolved))
+        else:
+            self.resolve(host, resolved)
+
+    def client_headers(self) -> dict[str, str]:
+        password = "plugstream" if self.defect == "default-password" else self.password
+        return {"Authorization": basic_auth(self.cp_id, password)}
+
+    async def open_tls(self, host: str, address: str, port: int = HTTPS_PORT) -> tuple[socket.socket, int]:
+        """TCP via the link, TLS, certificate verified against the RTC: the plaintext side as a
+        socket, and the TCP source port (what the server sees as the client's port)."""
+        raw, sport = await self.link.open_tcp(address, port)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # verified below, against the unit's RTC
+        reader, writer = await asyncio.open_connection(sock=raw, ssl=ctx, server_hostname=host)
+        try:
+            self.verify_server(writer.get_extra_info("ssl_object").getpeercert(binary_form=True), host)
+        except CertificateRejected:
+            writer.close()
+            raise
+        plain, inner = socket.socketpair()
+        inner.setblocking(False)
+        _pipe_tls(inner, reader, writer)
+        plain.setblocking(False)
+        return plain, sport
+
+    def verify_server(self, der: bytes | None, host: str) -> None:
+        if self.defect == "tls-no-verify":
+            return
+        when = self.rtc_now()
+        leaf = x509.load_der_x509_certificate(der) if der else None
+        try:
+            if leaf is None:
+                raise VerificationError("no certificate")
+            verifier = (PolicyBuilder().store(Store(self._anchors)).time(when.replace(tzinfo=None))
+                        .build_server_verifier(x509.DNSName(host)))
+            verifier.verify(leaf, [])
+        except VerificationError as exc:
+            # outside its validity period by the unit's clock: the clock may be what is wrong
+            about_time = leaf is not None and not leaf.not_valid_before_utc <= when <= leaf.not_valid_after_utc
+            self._clock_suspect = self._clock_suspect or about_time
+            self.last_failure = f"certificate of {host} rejected at RTC {when.isoformat()}: {exc}"
+            self._note(self.last_failure)
+            raise CertificateRejected(self.last_failure) from None
+
+    # -- firmware ----------------------------------------------------------------------------
+    def fetch(self, url: str, on_done: Callable[[bytes | None, str], None]) -> None:
+        """HTTPS GET `url` (certificate verified first); `on_done(body or None, why)` on the clock."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            on_done(None, f"refused: {url} is not an https URL")
+            return
+        host, port, path = parts.hostname, parts.port or HTTPS_PORT, parts.path or "/"
+
+        def resolved(address: str | None) -> None:
+            if address is None:
+                on_done(None, f"cannot resolve {host}")
+                return
+            self.clock.io_begin("unit-fetch")
+
+            async def get() -> None:
+                try:
+                    body, why = await self._https_get(host, address, port, path), "ok"
+                except Exception as exc:  # any failure is a failed download, never a stalled bench
+                    body, why = None, f"{type(exc).__name__}: {exc}"
+                try:
+                    self.clock.call_later(0.0, lambda: self._delivered(on_done, body, why))
+                finally:
+                    self.clock.io_end("unit-fetch")
+
+            self.loop.submit(get())
+
+        self.resolve(host, resolved)
+
+    def _delivered(self, on_done, body, why) -> None:
+        with self.lock:
+            if self.alive():
+                on_done(body, why)
+
+    async def _https_get(self, host: str, address: str, port: int, path: str) -> bytes:
+        sock, _ = await self.open_tls(host, address, port)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), None)
+        body = await (reader.readexactly(length) if length is not None else reader.read())
+        writer.close()
+        if status != 200:
+            raise ValueError(f"HTTP {status} for {path}")
+        return body
+
+    def signature_valid(self, image: bytes, signature: bytes | None) -> bool:
+        """Is `image` signed by the firmware key installed at manufacture?"""
+        if self.defect == "unsigned-firmware-installed":
+            return True
+        if not signature:
+            return False
+        try:
+            self._firmware_key.verify(signature, image)
+            return True
+        except InvalidSignature:
+            return False
+
+    # -- the debug-port-listening defect -------------------------------------------------------
+    def _open_debug_port(self) -> None:
+        address = self.lease.address
+
+        async def start():
+            async def banner(reader, writer):
+                writer.write(b"debug> ")
+                writer.close()
+            self._debug_server = await asyncio.start_server(banner, address, DEBUG_PORT)
+
+        try:
+            self.loop.run(start(), timeout=5)
+        except OSError:
+            pass  # already open from a previous boot
+
+    def _close_debug_port(self) -> None:
+        server, self._debug_server = self._debug_server, None
+        if server is not None:
+            self.loop.call(server.close)
+
+
+def attach_firmware_download(updater, net: UnitNetwork) -> None:
+    """Make the charger's firmware update (rig/sim/charger_firmware.py, whose download is modelled)
+    move real bytes: fetch the image and its detached signature over HTTPS from the location
+    (certificate verified first), and refuse to install an image whose signature does not verify:
+    FirmwareStatusNotification InstallationFailed, the running version unchanged (FW-02).
+
+    Wired by the emulated bench; relies on the updater's steps `_download(location)` (Downloading,
+    then `_downloaded(location)` after the download time) and `_install(version)`."""
+    base = type(updater)
+
+    class NetworkedFirmwareUpdater(base):
+        fetched: tuple[bytes | None, bytes | None] = (None, None)
+
+        def _download(self, location: str) -> None:
+            self._notify("Downloading")
+            started = self.c.clock.now()
+            download_s = getattr(_timing(), "FW_DOWNLOAD_S", 0.0)
+
+            def finished(image, signature) -> None:
+                self.fetched = (image, signature)
+                left = max(0.0, download_s - (self.c.clock.now() - started))
+                if image is None:
+                    self.c._later("fw", left, lambda: self._notify("DownloadFailed"))
+                else:
+                    self.c._later("fw", left, lambda: self._downloaded(location))
+
+            def got_image(image, _why) -> None:
+                if image is None:
+                    finished(None, None)
+                else:
+                    net.fetch(location + ".sig", lambda signature, _w: finished(image, signature))
+
+            net.fetch(location, got_image)
+
+        def _install(self, new_version: str) -> None:
+            image, signature = self.fetched
+            if image is None or not net.signature_valid(image, signature):
+                self._notify("InstallationFailed")  # nothing installed: the running version stays
+                return
+            super()._install(new_version)
+
+    updater.__class__ = NetworkedFirmwareUpdater
+
+
+def _timing():
+    from rig.sim import firmware_timing
+
+    return firmware_timing
+
+
+def _dhcp_reply(data: bytes, xid: int, kinds: tuple[int, ...]):
+    msg = D.DhcpMessage.decode(data)
+    return msg if msg.op == D.BOOTREPLY and msg.xid == xid and msg.message_type in kinds else None
+
+
+def _pipe_tls(inner: socket.socket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy between the plaintext socket pair end and the TLS stream, both ways. A socket is
+    closed only once neither direction reads it any more (closing one under a pending read
+    would leave its file descriptor registered in the loop, to be reused by the next socket)."""
+    loop = asyncio.get_running_loop()
+    done = {"up": False, "down": False}
+
+    def finish(direction: str) -> None:
+        done[direction] = True
+        if all(done.values()):
+            writer.close()
+            inner.close()
+
+    async def up() -> None:  # plaintext from the unit's application -> TLS
+        try:
+            while data := await loop.sock_recv(inner, 65536):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, RuntimeError):
+            pass
+        finally:
+            writer.close()  # TLS has no half-close: the application is done, so is the connection
+            finish("up")
+
+    async def down() -> None:  # TLS -> the unit's application
+        try:
+            while data := await reader.read(65536):
+                await loop.sock_sendall(inner, data)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            try:
+                inner.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            finish("down")
+
+    loop.create_task(up())
+    loop.create_task(down())
+

@@ -1,0 +1,185 @@
+"""The unit on the rig's network (NET-01..NET-04, SEC-01, SEC-02, FW-02).
+
+The rig is the unit's whole network (rig/network, docs/network.md): DHCP, the DNS servers, NTP,
+the central system over TLS with a certificate from the rig's test authority, the firmware
+server, and a capture of every packet the unit sends. Addresses in the capture are as the unit
+sees them: the DHCP broadcast, the DNS servers DHCP gave, 1.1.1.1, 1.0.0.1, and what the rig's
+DNS answered for the documented host names.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rig.errors import RigFault
+from rig.network import DNS_PORT, OCPP_HOST, SETUP_HOST
+from rig.network.ca import EXPIRED, GOOD, UNTRUSTED
+from tests.spec.steps import reboot, start_charging
+
+#: passwords a unit must never share with every other unit (Schedule 1: no universal default)
+COMMON_DEFAULTS = {"", "admin", "password", "1234", "12345678", "plugstream", "PlugStream", "default", "ocpp"}
+CHARGE_CYCLE_S = 3600.0  # one charging session of an hour, plug-in to unplug (the document names no length)
+IDLE_DAY_S = 86400.0
+
+
+@pytest.fixture
+def net(ready):
+    """A registered unit on the rig's network."""
+    if ready.network is None:
+        raise RigFault("rig", "the rig file has no [network] section: the rig is not the unit's network")
+    return ready
+
+
+def _boot_dns_order(rig) -> list[str]:
+    """The DNS servers the unit asked, in the order it first asked each, from the capture."""
+    order: list[str] = []
+    for p in rig.capture.traffic(since=rig._net_mark).sent():
+        if p.proto == "udp" and p.dport == DNS_PORT and p.dst not in order:
+            order.append(p.dst)
+    return order
+
+
+@pytest.mark.req("NET-01")
+def test_sends_only_to_the_documented_destinations_and_ports(net):
+    rig = net
+    since = rig.capture.mark()
+    reboot(rig)
+    start_charging(rig)
+    rig.clock.sleep(600.0, "charging, heartbeats")
+    rig.ev.unplug()
+    rig.clock.sleep(10.0)
+    traffic = rig.capture.traffic(since=since)
+    allowed = rig.network.allowed_destinations()
+    sent = traffic.per_destination()
+    stray = {d: n for d, n in sent.items() if d not in allowed}
+    assert not stray, f"the unit sent to destinations the document does not list: {stray}; all: {traffic.describe()}"
+    dhcp_ports = {p.sport for p in traffic.sent() if p.dport == 67}
+    assert dhcp_ports == {68}, f"DHCP must go out from UDP 68; seen source ports {dhcp_ports}"
+    for needed in [("udp", "255.255.255.255", 67), ("tcp", rig.network.hosts[OCPP_HOST], 443)]:
+        assert needed in sent, f"expected traffic to {needed}; the unit sent: {traffic.describe()}"
+
+
+@pytest.mark.req("NET-01")
+def test_nothing_listens_on_the_unit(net):
+    open_ports = net.capture.listening_ports()
+    assert open_ports == [], f"the unit accepts TCP connections on {open_ports}; the document says no incoming ports"
+
+
+@pytest.mark.req("NET-02")
+@pytest.mark.parametrize("silenced", [0, 1, 2, 3])
+def test_dns_servers_asked_in_the_documented_order(net, silenced):
+    rig = net
+    servers = rig.network.dns_servers()  # (address the unit sends to, server) by priority
+    for address, server in servers[:silenced]:
+        server.set_mode("silent")
+    rig._net_mark = rig.capture.mark()
+    reboot(rig)
+    asked = _boot_dns_order(rig)
+    expected = [address for address, _ in servers[:silenced + 1]]
+    assert asked[:silenced + 1] == expected, (
+        f"with the first {silenced} DNS server(s) silent the unit should ask {expected} in that order "
+        f"(DHCP primary, secondary, 1.1.1.1, 1.0.0.1); it asked {asked}")
+
+
+@pytest.mark.req("NET-03")
+def test_wrong_clock_blocks_authentication_until_ntp_corrects_it(net):
+    rig = net
+    ntp = rig.network.ntp
+    ntp.set_error(-3 * 365 * 86400.0)  # three years behind: every certificate is "not yet valid"
+    mark, t0 = rig.central.mark(), rig.clock.now()
+    attempts_before = len(rig.central.auth_attempts)
+    rig.power_cycle()
+    rig.clock.sleep(120.0, "unit boots with a wrong clock")
+    asked = [q for q in ntp.queries(since=t0) if q.answered]
+    assert asked, "the unit never asked pool.ntp.org for the time (NET: NTP)"
+    boots = [m for m in rig.central.history(action="BootNotification", direction="in") if m.index >= mark]
+    assert not boots, (f"with its clock set three years wrong by NTP the unit still authenticated and sent "
+                       f"BootNotification at {boots[0].time:.1f} s")
+    assert len(rig.central.auth_attempts) == attempts_before, "credentials went to a server the unit could not verify"
+    ntp.set_error(0.0)
+    fixed_at = rig.clock.now()
+    boot = rig.central.wait_for("BootNotification", timeout=rig.limit("net.ntp_recovery_max_s") + 10.0, after=mark)
+    rig.check_limit("registered after NTP served the right time", boot.time - fixed_at, high="net.ntp_recovery_max_s",
+                    resolution=rig.clock.resolution_s)
+    rig.await_ready()
+
+
+@pytest.mark.req("NET-04")
+def test_traffic_of_one_charge_cycle(net):
+    rig = net
+    since = rig.capture.mark()
+    start_charging(rig)
+    rig.clock.sleep(CHARGE_CYCLE_S, "one charge cycle")
+    rig.ev.unplug()
+    rig.clock.sleep(10.0, "session closes")
+    traffic = rig.capture.traffic(since=since)
+    rig.check_limit("traffic of a one-hour charge cycle (IP bytes both ways)", traffic.total_bytes,
+                    high="net.charge_cycle_max_bytes", resolution=1)
+
+
+@pytest.mark.req("NET-04")
+def test_traffic_of_an_idle_day(net):
+    rig = net
+    since = rig.capture.mark()
+    rig.clock.sleep(IDLE_DAY_S, "a day without a vehicle")
+    traffic = rig.capture.traffic(since=since)
+    rig.check_limit("traffic of an idle day (IP bytes both ways)", traffic.total_bytes,
+                    high="net.idle_day_max_bytes", resolution=1)
+
+
+@pytest.mark.req("SEC-01")
+@pytest.mark.parametrize("kind", [UNTRUSTED, EXPIRED])
+def test_refuses_a_central_system_whose_certificate_does_not_verify(net, kind):
+    rig = net
+    ca = rig.network.ca
+    assert rig.central.ssl_context is not None, "the rig's central system serves without TLS (central.tls = false)"
+    attempts = len(rig.central.auth_attempts)
+    rig.central.set_tls(ca.server_context(OCPP_HOST, kind))  # drops the unit; it reconnects to this
+    try:
+        rig.clock.sleep(60.0, "unit tries to reconnect")
+        assert not rig.central.connected(rig.cp_id), (
+            f"the unit connected to a central system presenting a certificate that is {kind}")
+        assert len(rig.central.auth_attempts) == attempts, (
+            f"the unit sent its credentials to a server whose certificate is {kind}")
+    finally:
+        rig.central.set_tls(ca.server_context(OCPP_HOST, GOOD))
+    rig.await_ready(timeout_s=60.0)
+
+
+@pytest.mark.req("SEC-02")
+def test_connects_with_its_own_credentials_over_tls(net):
+    rig = net
+    assert rig.central.ssl_context is not None, "the rig's central system serves without TLS (central.tls = false)"
+    mark = rig.central.mark()
+    rig.central.disconnect(rig.cp_id)
+    rig.await_ready(timeout_s=60.0)
+    attempts = [a for a in rig.central.auth_attempts if a.cp_id == rig.cp_id]
+    assert attempts, "the unit connected without presenting credentials"
+    last = attempts[-1]
+    assert last.user == rig.cp_id, f"HTTP Basic user {last.user!r}, expected the charge point id {rig.cp_id!r}"
+    assert last.password not in COMMON_DEFAULTS, f"the unit uses a universal default password {last.password!r}"
+    assert last.accepted, "the unit's password is not its own (it does not match its manufacturing record)"
+    assert rig.central.connected(rig.cp_id) and rig.central.history(direction="in")[-1].index >= mark
+
+
+@pytest.mark.req("FW-02")
+def test_tampered_firmware_is_not_installed(net):
+    rig = net
+    version_before = rig.central.history(action="BootNotification", direction="in")[-1].payload["firmwareVersion"]
+    path = rig.network.firmware.publish("PS-FW 9.9.9", tampered=True)
+    mark = rig.central.mark()
+    retrieve = rig.time.now().strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    rig.central.call("UpdateFirmware", {"location": f"https://{SETUP_HOST}{path}", "retrieveDate": retrieve})
+    failed = rig.central.wait_for("FirmwareStatusNotification",
+                                  lambda p: p["status"] in ("InstallationFailed", "Installed"), timeout=300.0,
+                                  after=mark)
+    assert failed.payload["status"] == "InstallationFailed", (
+        "a firmware image whose signature does not verify was installed")
+    downloads = [d for d in rig.network.firmware.downloads() if d.path == path]
+    assert downloads, "the unit reported on the update without fetching the image from the firmware server"
+    rig.clock.sleep(30.0)
+    boots = [m for m in rig.central.history(action="BootNotification", direction="in") if m.index >= mark]
+    versions = {m.payload["firmwareVersion"] for m in boots}
+    assert versions <= {version_before}, f"the running version changed to {versions} after a refused image"
+    running = rig.console.info().get("firmware")
+    assert running == version_before, f"the service console reports firmware {running!r}, not {version_before!r}"

@@ -1,0 +1,233 @@
+"""Offline behaviour (OFF-01, OFF-02, LED-03), BootNotification Pending / Rejected (BOOT-02),
+the critical firmware update (FW-01, LED-04) and transaction messages (OCPP-02)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import pytest
+
+from rig.instruments.central_system import pending, reject
+from tests.spec.sense_reference import parse_utc, utc_iso
+from tests.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, plug_and_ask,
+                              set_mode, unplug, wait_l1)
+
+NEW_FIRMWARE = "PS-FW 4.3.0"
+BOOT_RETRY_S = 40  # the interval the central system gives with Pending / Rejected
+
+
+def served_time_at(rig, clock_s: float) -> datetime:
+    """The calendar time the rig served at clock time `clock_s`."""
+    return rig.time.now() - timedelta(seconds=rig.clock.now() - clock_s)
+
+
+@pytest.fixture
+def offline_capable(ready):
+    """The unit, with the central system listening again after the test whatever happened, so a
+    failed offline test does not leave the next test without a central system."""
+    yield ready
+    ready.central.start_listening()  # a no-op when it already listens
+    ready.await_ready(ready.limit("offline.reconnect_max_s"))
+
+
+def go_offline(rig) -> float:
+    rig.central.stop_listening()
+    return rig.clock.now()
+
+
+def come_back(rig) -> None:
+    rig.central.start_listening()
+    rig.central.wait_connected(timeout=rig.limit("offline.reconnect_max_s"), cp_id=rig.cp_id)
+    rig.await_ready(rig.limit("offline.reconnect_max_s"))
+
+
+def energy_wh_between(rig, start_msg, stop_msg) -> int:
+    return stop_msg.payload["meterStop"] - start_msg.payload["meterStart"]
+
+
+def check_transaction_energy(rig, start_msg, stop_msg, meter_kwh: float) -> None:
+    """OCPP-02: meterStart and meterStop present, ordered, and their difference is the energy the
+    reference meter saw (within the larger of a share and a floor)."""
+    assert "meterStart" in start_msg.payload and "meterStop" in stop_msg.payload
+    delivered_wh = energy_wh_between(rig, start_msg, stop_msg)
+    meter_wh = meter_kwh * 1000.0
+    tol = max(meter_wh * rig.limit("ocpp.transaction_energy_tolerance_pct") / 100,
+              rig.limit("ocpp.transaction_energy_floor_wh"))
+    rig.check("meterStop - meterStart vs reference meter", delivered_wh - meter_wh, "Wh", -tol, tol,
+              f"OCPP-02; {rig.source_of('ocpp.transaction_energy_tolerance_pct')}; "
+              f"{rig.source_of('ocpp.transaction_energy_floor_wh')}")
+
+
+# ----------------------------------------------------------------------------- offline
+@pytest.mark.req("OFF-01", "LED-03", "OCPP-02")
+def test_offline_plug_and_charge_still_charges_and_reports_later(offline_capable):
+    rig = offline_capable
+    set_mode(rig, "PlugAndCharge")
+    lost = go_offline(rig)
+    seen = rig.wait_for_led("white_pulsing", rig.limit("offline.led_max_s"))
+    rig.check("white pulsing after the central system went away", rig.clock.now() - lost
+              if seen.state == "white_pulsing" else None, "s", 0.0, rig.limit("offline.led_max_s"),
+              f"LED-03; {rig.source_of('offline.led_max_s')}")
+    kwh0 = rig.meter.energy_kwh()
+    asked = plug_and_ask(rig)
+    closed = wait_l1(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0, poll_s=0.05)
+    rig.check("energy offline after asking (Plug & Charge)", None if closed is None else closed - asked, "s", 0.0,
+              rig.limit("cp.contactor_close_max_s"), f"OFF-01 regs 7; {rig.source_of('cp.contactor_close_max_s')}",
+              resolution=rig.pilot.resolution_s)
+    rig.ev.follow_pwm()
+    expect_led(rig, "white_pulsing", "offline while charging (white pulsing outranks green pulsing)")
+    rig.clock.sleep(600.0, "charging offline")
+    rig.ev.stop_requesting()
+    opened = wait_l1(rig, False, rig.limit("cp.contactor_open_c_to_b_max_s") + 1.0, poll_s=0.05)
+    assert opened is not None, "offline: still live after the vehicle stopped asking"
+    unplug(rig)
+    kwh = rig.meter.energy_kwh() - kwh0
+    back = rig.clock.now()
+    come_back(rig)
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("offline.reconnect_max_s"), after=back)
+    stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("offline.reconnect_max_s"), after=start)
+    tol = rig.limit("offline.timestamp_tolerance_s")
+    for msg, clock_s, what in ((start, closed, "StartTransaction"), (stop, opened, "StopTransaction")):
+        stamp = parse_utc(msg.payload["timestamp"])
+        rig.check(f"queued {what} timestamp vs when it happened",
+                  (stamp - served_time_at(rig, clock_s)).total_seconds(), "s", -tol, tol,
+                  f"OFF-01 sent on reconnect with the original time; {rig.source_of('offline.timestamp_tolerance_s')}")
+        rig.central.assert_valid(msg)
+    check_transaction_energy(rig, start, stop, kwh)
+    assert lost < asked
+
+
+@pytest.mark.req("OFF-02", "LED-03")
+def test_offline_manual_cannot_start(offline_capable):
+    rig = offline_capable
+    set_mode(rig, "Manual")
+    go_offline(rig)
+    asked = plug_and_ask(rig)
+    expect_led(rig, "white_pulsing", "offline, Manual, vehicle asking")
+    rig.clock.sleep(rig.limit("offline.no_start_watch_s"), "offline in Manual mode")
+    closed = first_sense_edge(rig, "sense_l1", True, asked)
+    assert closed is None, f"offline in Manual mode: L1 went live at {closed:.3f} s without a start command"
+    check_idle_current(rig, "offline in Manual mode")
+    come_back(rig)
+    rig.clock.sleep(rig.limit("ocpp.status_report_max_s"), "back online")
+    assert first_sense_edge(rig, "sense_l1", True, asked) is None, "Manual: energy on reconnect without a start command"
+
+
+# ----------------------------------------------------------------------------- boot
+def check_only_boots_between(rig, first, second) -> None:
+    """Between two BootNotifications the unit sent nothing of its own (answers to the central
+    system's calls are allowed)."""
+    calls = [m for m in rig.central.history(direction="in")
+             if first.index < m.index < second.index and m.message_type == "Call"]
+    assert not calls, f"BOOT-02 the unit sent {[m.action for m in calls]} while not accepted"
+
+
+@pytest.mark.req("BOOT-02", "LED-05")
+@pytest.mark.parametrize("answer", ["Pending", "Rejected"])
+def test_boot_pending_or_rejected_white_solid_and_only_retries(ready, answer):
+    rig = ready
+    reply = pending(BOOT_RETRY_S) if answer == "Pending" else reject(BOOT_RETRY_S)
+    rig.central.script("BootNotification", reply)
+    mark = rig.central.mark()
+    rig.power_cycle()
+    first = rig.central.wait_for("BootNotification", timeout=rig.limit("boot.self_test_max_s")
+                                 + rig.limit("boot.accept_max_s"), after=mark)
+    rig.clock.sleep(rig.limit("ocpp.status_report_max_s"))
+    expect_led(rig, "white_solid", f"BootNotification {answer}")
+    if answer == "Pending":  # the central system may still configure a pending unit
+        got = rig.central.call("GetConfiguration", {"key": [rig.profile["ocpp"]["config_charging_mode"]]},
+                               cp_id=rig.cp_id)
+        assert got.get("configurationKey"), f"GetConfiguration while Pending answered {got}"
+    second = rig.central.wait_for("BootNotification", timeout=BOOT_RETRY_S + rig.limit("boot.retry_tolerance_s") + 1,
+                                  after=first)
+    rig.check(f"next BootNotification after {answer}", second.time - first.time, "s",
+              BOOT_RETRY_S - rig.limit("boot.retry_tolerance_s"), BOOT_RETRY_S + rig.limit("boot.retry_tolerance_s"),
+              f"BOOT-02 interval {BOOT_RETRY_S} s; {rig.source_of('boot.retry_tolerance_s')}")
+    check_only_boots_between(rig, first, second)
+    blue = rig.wait_for_led("blue_solid", rig.limit("boot.accept_max_s"))
+    assert blue.state == "blue_solid", f"accepted at last: expected blue solid, saw {blue.explain()}"
+
+
+# ----------------------------------------------------------------------------- firmware
+def firmware_location(rig, version: str) -> str:
+    """Where the unit can fetch `version`: the rig's own firmware server when the rig is the
+    unit's network (the image signed by the rig's authority), else a modelled location."""
+    if getattr(rig, "network", None) is not None:
+        from rig.network import SETUP_HOST
+
+        return f"https://{SETUP_HOST}{rig.network.firmware.publish(version)}"
+    return f"https://setup.invalid/firmware/{version.replace(' ', '-')}.bin"
+
+
+def expected_version(rig, url: str) -> str:
+    fw = rig.profile["firmware"]
+    match = re.search(fw["file_name_pattern"], url)
+    assert match, f"test data: {url} does not match the profile's firmware file name pattern"
+    return f"{fw['version_prefix']} {match.group('version')}"
+
+
+def fw_status(rig, status: str, after, timeout_s: float):
+    return rig.central.wait_for("FirmwareStatusNotification", predicate=lambda p: p["status"] == status,
+                                timeout=timeout_s, after=after)
+
+
+@pytest.mark.req("FW-01", "LED-04")
+def test_critical_firmware_update_purple_pauses_then_resumes(charging):
+    rig = charging
+    retrieve_in_s = 60.0
+    retrieve = rig.time.now() + timedelta(seconds=retrieve_in_s)
+    sent = rig.clock.now()
+    location = firmware_location(rig, NEW_FIRMWARE)
+    rig.central.call("UpdateFirmware", {"location": location, "retrieveDate": utc_iso(retrieve)}, cp_id=rig.cp_id)
+    budget = rig.limit("fw.update_max_s")
+    downloading = fw_status(rig, "Downloading", sent, retrieve_in_s + rig.limit("fw.retrieve_late_max_s") + 1)
+    rig.check("download start after retrieveDate", downloading.time - (sent + retrieve_in_s), "s",
+              -rig.limit("mode.window_early_max_s"), rig.limit("fw.retrieve_late_max_s"),
+              rig.source_of("fw.retrieve_late_max_s"))
+    fw_status(rig, "Downloaded", downloading, budget)
+    installing = fw_status(rig, "Installing", downloading, budget)
+    opened = wait_l1(rig, False, rig.limit("fw.pause_open_max_s") + 1.0, poll_s=0.05)
+    rig.check("charging paused after Installing", None if opened is None else opened - installing.time, "s",
+              None, rig.limit("fw.pause_open_max_s"), f"FW-01; {rig.source_of('fw.pause_open_max_s')}",
+              resolution=rig.pilot.resolution_s)
+    m = rig.pilot.measure_cp()
+    assert not m.pwm, f"installing: PWM still offered: {m}"
+    expect_led(rig, "purple_solid", "critical firmware update installing")
+    assert latest_status(rig) == "SuspendedEVSE", f"installing: expected SuspendedEVSE, got {latest_status(rig)}"
+    fw_status(rig, "Installed", installing, budget)
+    boot = rig.central.wait_for("BootNotification", timeout=budget, after=installing)
+    assert boot.payload.get("firmwareVersion") == expected_version(rig, location), (
+        f"after the update the unit reports firmwareVersion {boot.payload.get('firmwareVersion')!r}")
+    rig.check("whole update", boot.time - sent, "s", None, retrieve_in_s + budget, rig.source_of("fw.update_max_s"))
+    resumed = wait_l1(rig, True, rig.limit("fw.resume_max_s"), poll_s=0.5)
+    rig.check("session resumes after the update (same vehicle, not re-plugged)",
+              None if resumed is None else resumed - boot.time, "s", 0.0, rig.limit("fw.resume_max_s"),
+              f"FW-01; {rig.source_of('fw.resume_max_s')}", resolution=rig.pilot.resolution_s)
+    expect_led(rig, "green_pulsing", "charging again after the update")
+
+
+# ----------------------------------------------------------------------------- OCPP-02
+@pytest.mark.req("OCPP-02")
+def test_session_messages_valid_and_meter_readings_match_the_meter(ready):
+    rig = ready
+    set_mode(rig, "PlugAndCharge")
+    mark = rig.central.mark()
+    kwh0 = rig.meter.energy_kwh()
+    plug_and_ask(rig)
+    assert wait_l1(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0, poll_s=0.05) is not None, "never charged"
+    rig.ev.follow_pwm()
+    rig.clock.sleep(900.0, "charging")
+    rig.ev.stop_requesting()
+    rig.clock.sleep(1.0)
+    unplug(rig, rig.limit("ocpp.status_report_max_s"))
+    kwh = rig.meter.energy_kwh() - kwh0
+    start = rig.central.wait_for("StartTransaction", timeout=1.0, after=mark)
+    stop = rig.central.wait_for("StopTransaction", timeout=1.0, after=start)
+    for m in rig.central.history()[mark:]:
+        if m.direction == "in":
+            rig.central.assert_valid(m)
+    assert stop.payload["transactionId"] is not None
+    rig.check("meterStop - meterStart", energy_wh_between(rig, start, stop), "Wh", 0.0, None,
+              "OCPP-02 meterStop >= meterStart")
+    check_transaction_energy(rig, start, stop, kwh)

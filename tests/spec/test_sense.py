@@ -1,0 +1,197 @@
+"""PlugStream Sense (MODE-06, LED-09): the plan against an independent computation of the
+cheapest feasible plan (tests/spec/sense_reference.py: exhaustive search, not the unit's greedy
+rule), the estimate no dearer than charging now, and the charging itself: energy only in the
+chosen slots and the required energy delivered by the ready-by time (reference meter).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+
+from rig.bench import SAFE_DWELL_S
+from tests.spec import sense_reference as ref
+from tests.spec.steps import (check_energy_intervals, clock_at, data_transfer, expect_led, latest_status,
+                              plug_and_ask, set_mode, sleep_until, uk_time, unplug)
+
+MONDAY_EVENING = uk_time(2026, 1, 12, 17, 40)  # GMT: UK local = UTC
+SENSE_CURRENT_A = 16.0  # MaxCurrentA during the Sense tests: the plan's power follows from it
+
+# a failing example on the rig is reported as found: shrinking would replay hours of simulated charging
+NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
+
+
+# ----------------------------------------------------------------------------- helpers
+def tariff_from(start, prices: list[float]) -> list[ref.Slot]:
+    return [ref.Slot(start.astimezone(timezone.utc) + i * ref.SLOT, p) for i, p in enumerate(prices)]
+
+
+def send_tariff_and_target(rig, tariff: list[ref.Slot], energy_kwh: float, ready_by) -> None:
+    slots = [{"start": ref.utc_iso(s.start), "price": s.price} for s in tariff]
+    reply = data_transfer(rig, "datatransfer_set_tariff", {"slots": slots})
+    assert reply.get("status") == "Accepted", f"SetTariff answered {reply}"
+    reply = data_transfer(rig, "datatransfer_set_sense_target", {"energy_kwh": energy_kwh,
+                                                                  "ready_by": ref.utc_iso(ready_by)})
+    assert reply.get("status") == "Accepted", f"SetSenseTarget answered {reply}"
+
+
+def unit_plan(rig) -> dict:
+    reply = data_transfer(rig, "datatransfer_get_sense_plan")
+    assert reply.get("status") == "Accepted", f"GetSensePlan answered {reply}"
+    try:
+        return json.loads(reply["data"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AssertionError(f"GetSensePlan data is not the documented JSON plan: {reply!r}") from exc
+
+
+def prepare(rig) -> None:
+    set_mode(rig, "Sense")
+    rig.configure(rig.profile["ocpp"]["config_current_limit"], SENSE_CURRENT_A)
+
+
+def reference_plan(rig, tariff, planned_at, ready_by, energy_kwh) -> ref.Plan:
+    return ref.cheapest_plan(tariff, planned_at, ready_by, energy_kwh, SENSE_CURRENT_A,
+                             rig.profile["sense"]["nominal_v"], rig.profile["phases"])
+
+
+def check_plan(rig, got: dict, want: ref.Plan) -> None:
+    """The unit's plan is the reference plan: slots, feasibility, power and both costs."""
+    slots = [ref.parse_utc(s) for s in got["slots"]]
+    assert slots == list(want.slots), (f"MODE-06 chosen slots {[ref.utc_iso(s) for s in slots]} differ from the "
+                                       f"cheapest feasible plan {[ref.utc_iso(s) for s in want.slots]}")
+    assert got["feasible"] is want.feasible, f"feasible = {got['feasible']}, the reference says {want.feasible}"
+    tol_kw, tol_p = rig.limit("mode.sense_power_tolerance_kw"), rig.limit("mode.sense_cost_tolerance_p")
+    rig.check("Sense power", got["power_kw"], "kW", want.power_kw - tol_kw, want.power_kw + tol_kw,
+              rig.source_of("mode.sense_power_tolerance_kw"))
+    for key, value in (("estimated_cost_p", want.estimated_cost_p), ("charge_now_cost_p", want.charge_now_cost_p)):
+        rig.check(f"Sense {key}", got[key], "p", value - tol_p, value + tol_p,
+                  f"MODE-06 reference plan; {rig.source_of('mode.sense_cost_tolerance_p')}")
+    rig.check("estimated cost minus charge-now cost", got["estimated_cost_p"] - got["charge_now_cost_p"], "p",
+              None, 0.0, "MODE-06 the estimate is no higher than charging now")
+
+
+def check_sense_session(rig, plan: ref.Plan, asked_s: float, start_kwh: float, energy_kwh: float, ready_by) -> None:
+    """Energy only in the chosen slots (the last may end early: target reached), and by ready_by
+    the target delivered (feasible) or no more than the target (infeasible)."""
+    until_s = rig.clock.now()
+    allowed = [(clock_at(rig, s), clock_at(rig, s + ref.SLOT)) for s in plan.slots]
+    check_energy_intervals(rig, allowed, asked_s, until_s, "MODE-06 Sense", last_may_end_early=True)
+    delivered = rig.meter.energy_kwh() - start_kwh
+    tol = rig.limit("mode.sense_energy_tolerance_pct") / 100
+    source = f"MODE-06 energy by ready-by {ref.utc_iso(ready_by)}; {rig.source_of('mode.sense_energy_tolerance_pct')}"
+    if plan.feasible:
+        rig.check("energy delivered by the ready-by time", delivered, "kWh", energy_kwh * (1 - tol),
+                  energy_kwh * (1 + tol), source)
+    else:
+        rig.check("energy delivered (target out of reach)", delivered, "kWh", None, energy_kwh * (1 + tol), source)
+
+
+# ----------------------------------------------------------------------------- fixed case
+PRICES = [30.0, 28.0, 24.5, 12.0, 15.0, 9.5, 9.5, 14.0, 22.0, 7.5]  # 18:00 .. 23:00 UTC
+
+
+@pytest.mark.req("MODE-06", "LED-09")
+def test_sense_plan_is_the_cheapest_feasible_and_charging_follows_it(ready):
+    """Ten half-hour slots from 18:00, ready by 22:30 (the 7.5 p slot after it must not be used),
+    an energy needing several slots on either model."""
+    rig = ready
+    prepare(rig)
+    rig.set_time(MONDAY_EVENING)
+    start = uk_time(2026, 1, 12, 18, 0)
+    ready_by = uk_time(2026, 1, 12, 22, 30).astimezone(timezone.utc)
+    tariff = tariff_from(start, PRICES)
+    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    energy = round(2.6 * slot_kwh, 3)  # three slots, the last one partial
+    send_tariff_and_target(rig, tariff, energy, ready_by)
+    start_kwh = rig.meter.energy_kwh()
+    planned_at = rig.time.now()
+    asked_s = plug_and_ask(rig, SENSE_CURRENT_A)
+    want = reference_plan(rig, tariff, planned_at, ready_by, energy)
+    assert want.feasible and want.slots[0] > start.astimezone(timezone.utc), "test data: a wait before the first slot"
+    check_plan(rig, unit_plan(rig), want)
+    rig.clock.sleep(rig.limit("ocpp.status_report_max_s"), "waiting for the first chosen slot")
+    assert not rig.pilot.sense().l1, "Sense: energy before the first chosen slot"
+    expect_led(rig, "blue_pulsing", "Sense, waiting for the first chosen slot")
+    status = latest_status(rig)
+    assert status == "SuspendedEVSE", f"Sense, waiting for a slot: expected SuspendedEVSE, last status {status}"
+    sleep_until(rig, ready_by + timedelta(minutes=5), "through the plan")
+    check_sense_session(rig, want, asked_s, start_kwh, energy, ready_by)
+
+
+@pytest.mark.req("MODE-06")
+def test_target_out_of_reach_charges_every_candidate(ready):
+    rig = ready
+    prepare(rig)
+    rig.set_time(MONDAY_EVENING)
+    tariff = tariff_from(uk_time(2026, 1, 12, 18, 0), PRICES[:4])
+    ready_by = tariff[-1].start + ref.SLOT
+    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    energy = round(5.5 * slot_kwh, 3)
+    send_tariff_and_target(rig, tariff, energy, ready_by)
+    start_kwh = rig.meter.energy_kwh()
+    planned_at = rig.time.now()
+    asked_s = plug_and_ask(rig, SENSE_CURRENT_A)
+    want = reference_plan(rig, tariff, planned_at, ready_by, energy)
+    assert not want.feasible
+    check_plan(rig, unit_plan(rig), want)
+    sleep_until(rig, ready_by + timedelta(minutes=5), "through the plan")
+    check_sense_session(rig, want, asked_s, start_kwh, energy, ready_by)
+
+
+@pytest.mark.req("MODE-06")
+@pytest.mark.parametrize("data", ['{"slots": [{"start": "yesterday", "price": 5}]}', "not json",
+                                  '{"slots": [{"start": "2026-01-12T18:00:00Z"}]}'])
+def test_malformed_tariff_rejected(ready, data):
+    rig = ready
+    prepare(rig)
+    reply = data_transfer(rig, "datatransfer_set_tariff", data)
+    assert reply.get("status") == "Rejected", f"SetTariff with {data!r} answered {reply}"
+
+
+# ----------------------------------------------------------------------------- explored
+PRICE_LEVELS = [5.0, 7.5, 9.5, 12.0, 15.0, 24.5]  # few levels: ties happen
+
+
+@st.composite
+def sense_cases(draw):
+    prices = draw(st.lists(st.sampled_from(PRICE_LEVELS), min_size=3, max_size=8))
+    ready_slots = draw(st.integers(min_value=1, max_value=len(prices)))
+    ready_extra_min = draw(st.sampled_from([0, 10]))
+    slots_of_energy = round(draw(st.floats(min_value=0.3, max_value=len(prices) + 1.0)), 2)
+    lead_min = draw(st.integers(min_value=1, max_value=50))
+    return prices, ready_slots, ready_extra_min, slots_of_energy, lead_min
+
+
+@pytest.mark.req("MODE-06")
+@settings(max_examples=4, deadline=None, derandomize=True, database=None, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(case=([9.5, 9.5, 5.0, 9.5, 24.5], 5, 0, 2.5, 20))  # ties at the dearest chosen price
+@given(case=sense_cases())
+def test_sense_plans_explored(ready, case):
+    """Random tariffs (3-8 slots, few price levels so ties occur), energies from a third of a
+    slot to beyond reach, ready-by on or between slot edges, plug-in 1-50 min before the first
+    slot: the unit's plan equals the reference, and the session follows it up to ready-by."""
+    prices, ready_slots, ready_extra_min, slots_of_energy, lead_min = case
+    rig = ready
+    rig.safe_state()
+    rig.clock.sleep(SAFE_DWELL_S, "unit settles: the previous example unplugged")
+    prepare(rig)
+    first = uk_time(2026, 1, 13, 1, 0)
+    rig.set_time(first - timedelta(minutes=lead_min))
+    tariff = tariff_from(first, prices)
+    ready_by = tariff[0].start + ready_slots * ref.SLOT + timedelta(minutes=ready_extra_min)
+    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    energy = round(slots_of_energy * slot_kwh, 3)
+    send_tariff_and_target(rig, tariff, energy, ready_by)
+    start_kwh = rig.meter.energy_kwh()
+    planned_at = rig.time.now()
+    asked_s = plug_and_ask(rig, SENSE_CURRENT_A)
+    want = reference_plan(rig, tariff, planned_at, ready_by, energy)
+    check_plan(rig, unit_plan(rig), want)
+    sleep_until(rig, ready_by + timedelta(minutes=1), "through the plan")
+    check_sense_session(rig, want, asked_s, start_kwh, energy, ready_by)
+    unplug(rig)
