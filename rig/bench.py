@@ -210,10 +210,12 @@ class Rig:
         self.safe_state()
         self.verify_safe_state()
         self.clock.sleep(SAFE_DWELL_S, "unit settles in the safe state")
+        self._test_started_s = self.clock.now()
 
     def end_test(self) -> list[dict]:
         try:
             self._restore_configuration()
+            self._restore_availability()
         finally:
             self.safe_state()
             self.verify_safe_state()
@@ -303,6 +305,18 @@ class Rig:
             self.await_ready()
         for key, value in pending.items():
             self.central.call("ChangeConfiguration", {"key": key, "value": value}, cp_id=self.cp_id)
+
+    def _restore_availability(self) -> None:
+        """A test that locked the unit (ChangeAvailability Inoperative) and did not unlock it, because
+        it failed half-way, must not leave the next test a locked unit."""
+        since = getattr(self, "_test_started_s", 0.0)
+        sent = [m for m in self.central.history(action="ChangeAvailability", direction="out") if m.time >= since]
+        if not sent or sent[-1].payload.get("type") == "Operative":
+            return
+        if not self.central.connected(self.cp_id):
+            self.await_ready()
+        self.central.call("ChangeAvailability", {"connectorId": self.profile["lock"]["connector_id"], "type": "Operative"},
+                          cp_id=self.cp_id)
 
     def set_time(self, when) -> None:
         """Serve `when` (tz-aware datetime) as the time from now on, and make the unit adopt it:

@@ -13,10 +13,11 @@ def test_power_on_rainbow_then_white_until_accepted_then_blue(ready):
     rig = ready
     hold_s = 20.0  # the central system answers the BootNotification this late, so white can be seen
     rig.central.script("BootNotification", delay(hold_s, then=accept()))
+    mark = rig.central.mark()
     rig.power_cycle()
     first = rig.led.observe()
     assert first.state == "rainbow", f"after power-on expected the rainbow self-test, saw {first.explain()}"
-    boot = rig.central.wait_for("BootNotification", timeout=rig.limit("boot.self_test_max_s"))
+    boot = rig.central.wait_for("BootNotification", timeout=rig.limit("boot.self_test_max_s"), after=mark)
     rig.clock.sleep(2.0)
     seen = rig.led.observe()
     assert seen.state == "white_solid", f"BootNotification sent, not yet accepted: expected white solid, saw {seen.explain()}"
