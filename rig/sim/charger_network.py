@@ -205,29 +205,24 @@ def _relay(unit_side: socket.socket, tcp: socket.socket, conn: _TcpRecord) -> No
             unit_side.close()
             tcp.close()
 
-    async def outbound() -> None:  # unit -> server
+    async def pump(src: socket.socket, dst: socket.socket, record, direction: str) -> None:
+        """Copy one direction of the connection, recording each segment in the capture."""
         try:
-            while data := await loop.sock_recv(unit_side, 65536):
-                conn.send(TCP_ACK | TCP_PSH, data)
-                await loop.sock_sendall(tcp, data)
-            conn.send(TCP_FIN | TCP_ACK, b"")
-            tcp.shutdown(socket.SHUT_WR)
+            while data := await loop.sock_recv(src, 65536):
+                record(TCP_ACK | TCP_PSH, data)
+                await loop.sock_sendall(dst, data)
+            record(TCP_FIN | TCP_ACK, b"")
+            dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
         finally:
-            finish("out")
+            finish(direction)
 
-    async def inbound() -> None:  # server -> unit
-        try:
-            while data := await loop.sock_recv(tcp, 65536):
-                conn.receive(TCP_ACK | TCP_PSH, data)
-                await loop.sock_sendall(unit_side, data)
-            conn.receive(TCP_FIN | TCP_ACK, b"")
-            unit_side.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        finally:
-            finish("in")
+    def outbound():  # unit -> server
+        return pump(unit_side, tcp, conn.send, "out")
+
+    def inbound():  # server -> unit
+        return pump(tcp, unit_side, conn.receive, "in")
 
     loop.create_task(outbound())
     loop.create_task(inbound())
