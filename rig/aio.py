@@ -7,15 +7,27 @@ The test thread stays synchronous and hands coroutines over with `run()`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import logging
 import threading
 from concurrent.futures import Future
 from typing import Any, Coroutine
 
+from rig.errors import ServiceFaults, describe
+
+log = logging.getLogger(__name__)
+
 
 class LoopThread:
-    def __init__(self, name: str):
+    """One asyncio loop in a daemon thread. What goes wrong inside it, where no test can see it
+    (an exception in a server's callback, a task that died), lands in `faults`: the rig reads them
+    to tell its own failure from the unit's."""
+
+    def __init__(self, name: str, faults: ServiceFaults | None = None):
         self.name = name
+        self.faults = faults if faults is not None else ServiceFaults()
         self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(self._unhandled)
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._started = threading.Event()
 
@@ -40,8 +52,20 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = 10.0) -> Any:
-        """Run `coro` in the loop and wait (real time) for its result."""
-        return self.submit(coro).result(timeout)
+        """Run `coro` in the loop and wait (real time) for its result. On a timeout the coroutine
+        is cancelled before TimeoutError is raised: it must not go on acting behind the caller."""
+        future = self.submit(coro)
+        try:
+            return future.result(timeout)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            future.cancel()
+            raise TimeoutError(f"{self.name}: no result within {timeout:g} s") from None
+
+    def _unhandled(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """asyncio's last resort for an exception nobody awaited: a fault of this service."""
+        exc = context.get("exception")
+        what = describe(exc) if exc is not None else context.get("message", "unknown error")
+        self.faults.add(self.name, what, exc)
 
     def call(self, fn, *args) -> None:
         self.loop.call_soon_threadsafe(fn, *args)

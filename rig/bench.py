@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rig.clock import Clock, RealClock
-from rig.errors import ChargerFailure, RigFault, SafeStateError
+from rig.errors import ChargerFailure, RigFault, SafeStateError, ServiceFaults
 from rig.allure_report import Journal
 from rig.measure import MeasurementLog
 from rig.timeservice import TimeService
@@ -97,6 +97,8 @@ class Rig:
         self.time = TimeService(clock)  # calendar time served to the unit (currentTime, later NTP)
         self._restore_config: dict[str, str] = {}
         self._opened: list = []
+        # what the rig's own services (central system, DHCP, DNS, NTP, firmware) got wrong
+        self.service_faults = ServiceFaults()
 
     # ------------------------------------------------------------------ life cycle
     def open(self) -> None:
@@ -112,7 +114,8 @@ class Rig:
         s, c = self.sections, self.clock
         pin_factory = self.bench.pin_factory if self.bench else None
         self.network = self._open_network()
-        self.central = self._open(CentralSystem("central_system", self._central_config(), c, time_source=self.time.now))
+        self.central = self._open(CentralSystem("central_system", self._central_config(), c, time_source=self.time.now,
+                                                 faults=self.service_faults))
         self.capture = self._connect_network()
         self.pilot = self._open(PilotBox("pilot", s["pilot"], c, pin_factory=pin_factory))
         self.meter = self._open(Meter("meter", s["meter"], c))
@@ -132,7 +135,8 @@ class Rig:
             return None
         from rig.network.services import NetworkServices
 
-        return self._open(NetworkServices("network", self.sections["network"], self.clock, self.time.now))
+        return self._open(NetworkServices("network", self.sections["network"], self.clock, self.time.now,
+                                                   faults=self.service_faults))
 
     def _connect_network(self):
         """Emulated bench: wire the unit to the services; either bench: the capture of its traffic."""

@@ -163,7 +163,8 @@ def _short_nodeid(nodeid: str) -> str:
 
 
 def _cls(verdict: str) -> str:
-    return {"passed": "ok", "failed": "bad", "error": "bad", "skipped": "skip"}.get(verdict, "")
+    return {"passed": "ok", "failed": "bad", "error": "bad", "harness-error": "bad", "interrupted": "bad",
+            "skipped": "skip"}.get(verdict, "")
 
 
 def _fmt_time(when: datetime | None) -> str:

@@ -22,19 +22,22 @@ from pathlib import Path
 
 import pytest
 
+from rig.errors import WrongUnit
 from rig.results.store import FAIL, INTERRUPTED, NO_TESTS, PASS, RIG_FAULT, WRONG_UNIT
+
+# Exit statuses of an end-of-line run, for a line controller: what to do with the unit, without
+# asking the database. 2 and 4 are pytest's own (interrupted; usage error, e.g. a bad rig file).
+EXIT_PASS = 0  # box the unit
+EXIT_FAIL = 1  # the unit failed a requirement: route it to repair
+EXIT_INTERRUPTED = 2  # the run was stopped: retest
+EXIT_RETEST = 3  # RIG FAULT - RETEST (an instrument, a rig service or the harness), WRONG UNIT, no result
+EXIT_USAGE = 4  # the command or the rig file is wrong: fix it, nothing was tested
+EXIT_STATUS = {PASS: EXIT_PASS, FAIL: EXIT_FAIL, INTERRUPTED: EXIT_INTERRUPTED, RIG_FAULT: EXIT_RETEST,
+               WRONG_UNIT: EXIT_RETEST, NO_TESTS: EXIT_RETEST}
 
 SERIAL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PROMPT = "Scan the unit's serial number (or type it and press Enter): "
 PROMPT_TRIES = 3
-
-
-class WrongUnit(Exception):
-    """The unit on the station is not the one whose serial number was given."""
-
-    def __init__(self, message: str, identity: dict | None = None):
-        super().__init__(message)
-        self.identity = identity  # who is on the station instead, for the record
 
 
 def add_options(group) -> None:
@@ -142,6 +145,8 @@ class EndOfLine:
         self.verdict = recorder.finish(exitstatus)
         if self.verdict.verdict in (PASS, FAIL):
             self.certificate = self._write_certificate(recorder)
+        # pytest returns session.exitstatus after this hook: FAIL and RIG FAULT must not share 1
+        session.exitstatus = EXIT_STATUS[self.verdict.verdict]
 
     def _write_certificate(self, recorder) -> Path | None:
         from rig.certificate import write_certificate

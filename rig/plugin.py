@@ -5,6 +5,7 @@ Registered through the `pytest11` entry point, so any project that installs the 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -13,12 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from rig.errors import ChargerFailure, RigFault
+from rig.errors import HARNESS, RIG, UNIT, Blame, blame
 from rig.report import RunRecord, TestRecord
+from rig.results.store import new_run_id, utcnow
 
+log = logging.getLogger(__name__)
 GROUP = "plugstream rig"
-_RIG_FAULT = "rig_fault"
-_CHARGER_FAILED_IN_SETUP = "charger_failed_in_setup"
+# user properties a report carries from the process that ran the test to the one that records it
+_BLAME = "blame"  # unit | rig | harness, for a failed phase
+_RIG_FAULT = "rig_fault"  # "instrument: what happened"
+_HARNESS_ERROR = "harness_error"  # "ExceptionType: message"
 
 
 # ---------------------------------------------------------------------- options and markers
@@ -52,17 +57,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hazardous: injects faults or disturbs the supply; runs only with --hazardous")
     config.addinivalue_line("markers", "models(*names): run only when the unit under test is one of these models")
     config.addinivalue_line("markers", "connector(kind): run only on 'socket' or 'tethered' variants")
-    _register_factory_plugins(config)
-    if _is_worker(config) or not _wants_reports(config):
-        return
     reports = _reports_dir(config)
+    record = None
+    if not _is_worker(config) and _wants_reports(config):
+        record = RunRecord(reports, _requirement_ids(), _rig_summary(config), run_id=new_run_id(utcnow()))
+        config.stash[_record_key] = record
+    _register_factory_plugins(config, record)
+    config.pluginmanager.register(RunHooks(config), "plugstream_run")
+    if record is None:
+        return
     if getattr(config.option, "xmlpath", None) is None:
         config.option.xmlpath = str(reports / "junit.xml")
     if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
         config.option.allure_report_dir = str(reports / "allure-results")
         config.option.clean_alluredir = True
     _set_up_allure(config, reports)
-    config.stash[_record_key] = RunRecord(reports, _requirement_ids(), _rig_summary(config))
     _install_signal_handlers()
 
 
@@ -75,12 +84,12 @@ def _add_factory_options(group) -> None:
     eol.add_options(group)
 
 
-def _register_factory_plugins(config: pytest.Config) -> None:
+def _register_factory_plugins(config: pytest.Config, record: RunRecord | None) -> None:
     """The results store's writer and the end-of-line plugin (each decides per process what it does)."""
     from rig import eol
     from rig.results import recorder
 
-    recorder.register(config, _reports_dir(config))
+    recorder.register(config, _reports_dir(config), record)
     eol.register(config)
 
 
@@ -123,7 +132,7 @@ def _rig_summary(config: pytest.Config) -> dict:
 
 
 _record_key = pytest.StashKey[RunRecord]()
-_session_rig = None  # the open Rig, for the interrupt hooks
+_rig_key = pytest.StashKey["object"]()  # the open Rig of this process, for the hooks that need it
 
 
 def _install_signal_handlers() -> None:
@@ -171,7 +180,6 @@ def _item_requirements(item: pytest.Item) -> list[str]:
 @pytest.fixture(scope="session")
 def rig_session(request: pytest.FixtureRequest):
     """The open rig (emulated or real) for the whole session: one bench per xdist worker."""
-    global _session_rig
     from rig.bench import open_rig
 
     opt = request.config.getoption
@@ -184,11 +192,11 @@ def rig_session(request: pytest.FixtureRequest):
         limits_path=opt("--limits"),
         progress=_progress_printer(request.config),
     )
-    _session_rig = rig
+    request.config.stash[_rig_key] = rig
     try:
         yield rig
     finally:
-        _session_rig = None
+        del request.config.stash[_rig_key]
         rig.close()
 
 
@@ -317,75 +325,132 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     rep = outcome.get_result()
     if call.when == "call" or (call.when == "setup" and rep.failed):
         _close_timeline(item, rep.failed)  # attached to the test itself, before its teardown
-    if call.excinfo is not None and call.excinfo.errisinstance(RigFault):
-        # The rig could not measure: an error naming the instrument, never a charger failure.
-        rep.user_properties.append((_RIG_FAULT, str(call.excinfo.value)))
-    elif call.when == "setup" and call.excinfo is not None and call.excinfo.errisinstance(ChargerFailure):
-        # The unit failed a precondition (did not register, did not charge): a charger failure,
-        # even though pytest calls any setup exception an error. A dead unit must not be retested
-        # for ever as a rig fault.
-        rep.user_properties.append((_CHARGER_FAILED_IN_SETUP, str(call.excinfo.value)))
     if rep.when == "setup":
         rep.user_properties.append(("req", _item_requirements(item)))
+    if call.excinfo is None or not rep.failed:
+        return
+    who = blame(call.excinfo.value)
+    if who.kind == UNIT:
+        who = _unless_a_rig_service_failed(item, who)
+    rep.user_properties.append((_BLAME, who.kind))
+    if who.kind == RIG:
+        # The rig could not measure: an error naming the instrument, never a charger failure.
+        rep.user_properties.append((_RIG_FAULT, who.text))
+    elif who.kind == HARNESS:
+        # Our own bug: an error of the harness, never the unit's failure.
+        rep.user_properties.append((_HARNESS_ERROR, who.text))
+
+
+def _unless_a_rig_service_failed(item: pytest.Item, who: Blame) -> Blame:
+    """A unit is blamed only when the rig can show its own side worked: if a rig service (central
+    system, DHCP, DNS, NTP, firmware server) failed during this test, "the unit did not register"
+    may be the service's doing, so the test is a rig fault naming that service."""
+    rig = item.config.stash.get(_rig_key, None)
+    if rig is None:
+        return who
+    faults = rig.service_faults.since(item.stash.get(_fault_mark_key, 0))
+    if not faults:
+        return who
+    return Blame(RIG, f"{faults[0]} (the rig's own service failed during the test; "
+                      f"the unit was not judged: {_first_line(who.text)})")
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+
+
+_fault_mark_key = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Remember where the rig's service faults stood when this test began."""
+    rig = item.config.stash.get(_rig_key, None)
+    item.stash[_fault_mark_key] = rig.service_faults.mark() if rig is not None else 0
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
-    if report.failed and report.when == "call" and _rig_fault_of(report):
+    if not report.failed:
+        return None
+    kind = _prop(report, _BLAME)
+    if kind == RIG:
         return "error", "E", ("ERROR (rig fault)", {"red": True})
-    if report.failed and report.when == "setup" and any(k == _CHARGER_FAILED_IN_SETUP for k, _ in report.user_properties):
-        return "failed", "F", ("FAILED (unit, in setup)", {"red": True})
+    if kind == HARNESS:
+        return "error", "E", ("ERROR (harness)", {"red": True})
+    if kind == UNIT and report.when != "call":
+        return "failed", "F", (f"FAILED (unit, in {report.when})", {"red": True})
     return None
 
 
-def _rig_fault_of(report) -> str | None:
-    for key, value in getattr(report, "user_properties", []):
-        if key == _RIG_FAULT:
+def _prop(report, key: str):
+    for k, value in getattr(report, "user_properties", []):
+        if k == key:
             return value
     return None
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    config = _config_of(report)
-    record = config.stash.get(_record_key, None) if config else None
-    if record is None:
-        return
-    props = dict((k, v) for k, v in report.user_properties if k != "measurements")
-    measurements = [m for k, v in report.user_properties if k == "measurements" for m in v]
-    fault = _rig_fault_of(report)
+def _rig_fault_of(report) -> str | None:
+    return _prop(report, _RIG_FAULT)
+
+
+def phase_outcome(report: pytest.TestReport) -> str:
+    """One phase's verdict: passed, skipped, failed (the unit), error (a rig fault) or
+    harness-error (anything else). A failure without a blame tag (raised where the plugin did not
+    see it) is the harness's: only what was shown to be the unit's fails the unit."""
     if report.passed:
-        outcome = "passed"
-    elif report.skipped:
-        outcome = "skipped"
-    elif fault or (report.when != "call" and _CHARGER_FAILED_IN_SETUP not in props):
-        outcome = "error"
-    else:
-        outcome = "failed"
-    record.record(
-        TestRecord(
-            nodeid=report.nodeid,
-            requirements=list(props.get("req", [])),
-            outcome=outcome,
-            sim_seconds=float(props.get("sim_seconds", 0.0)) if report.when == "teardown" else 0.0,
-            wall_seconds=report.duration,
-            measurements=measurements if report.when == "teardown" else [],
-            rig_fault=fault,
-            message=_short(report.longreprtext) if report.failed else None,
+        return "passed"
+    if report.skipped:
+        return "skipped"
+    kind = _prop(report, _BLAME)
+    if kind == UNIT:
+        return "failed"
+    if kind == RIG:
+        return "error"
+    return "harness-error"
+
+
+class RunHooks:
+    """The hooks that need the session's config but are not given it (pytest_runtest_logreport,
+    pytest_keyboard_interrupt): one object per session, so nothing survives it in module state."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = self.config.stash.get(_record_key, None)
+        if record is None:
+            return
+        props = dict((k, v) for k, v in report.user_properties if k != "measurements")
+        measurements = [m for k, v in report.user_properties if k == "measurements" for m in v]
+        record.record(
+            TestRecord(
+                nodeid=report.nodeid,
+                requirements=list(props.get("req", [])),
+                outcome=phase_outcome(report),
+                sim_seconds=float(props.get("sim_seconds", 0.0)) if report.when == "teardown" else 0.0,
+                wall_seconds=report.duration,
+                measurements=measurements if report.when == "teardown" else [],
+                rig_fault=_rig_fault_of(report),
+                harness_error=props.get(_HARNESS_ERROR),
+                message=_short(report.longreprtext) if report.failed else None,
+                phases=[report.when],
+            )
         )
-    )
-    if report.when == "teardown":
-        record.write()
+        if report.when == "teardown":
+            record.write()
 
-
-_CONFIG = None
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    global _CONFIG
-    _CONFIG = session.config
-
-
-def _config_of(report):
-    return _CONFIG
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        """Ctrl-C or SIGTERM: make the rig safe at once (fixture teardown will check it again)."""
+        rig = self.config.stash.get(_rig_key, None)
+        if rig is not None:
+            try:
+                rig.safe_state()
+            except Exception as exc:  # the interrupt message must still reach the user
+                log.error("could not reach the safe state after interrupt: %s", exc)
+                sys.stderr.write(f"[rig] could not reach the safe state after interrupt: {exc}\n")
+        record = self.config.stash.get(_record_key, None)
+        if record is not None:
+            record.interrupted = True
 
 
 def _short(text: str, limit: int = 600) -> str:
@@ -394,18 +459,7 @@ def _short(text: str, limit: int = 600) -> str:
     return tail[-limit:]
 
 
-# ---------------------------------------------------------------------- interrupts and the end
-def pytest_keyboard_interrupt(excinfo) -> None:
-    """Ctrl-C or SIGTERM: make the rig safe at once (fixture teardown will check it again)."""
-    if _session_rig is not None:
-        try:
-            _session_rig.safe_state()
-        except Exception as exc:  # the interrupt message must still reach the user
-            print(f"[rig] could not reach the safe state after interrupt: {exc}")
-    if _CONFIG is not None and _record_key in _CONFIG.stash:
-        _CONFIG.stash[_record_key].interrupted = True
-
-
+# ---------------------------------------------------------------------- the end
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _finish_timelines(session.config)
@@ -437,19 +491,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 
 
 def _mark_rig_faults_as_errors_in_junit(config: pytest.Config, record: RunRecord) -> None:
-    """junit.xml files call-phase rig faults <failure>; CI dashboards must see <error> instead."""
+    """junit.xml files call-phase rig faults and harness errors <failure>; CI dashboards must see
+    <error> instead (type RigFault or HarnessError), since neither is the unit's failure."""
     path = getattr(config.option, "xmlpath", None)
-    faulted = {t.nodeid for t in record.tests.values() if t.rig_fault}
+    faulted = {t.nodeid: ("RigFault" if t.outcome == "error" else "HarnessError")
+               for t in record.tests.values() if t.outcome in ("error", "harness-error")}
     if not path or not faulted or not os.path.exists(path):
         return
     tree = ET.parse(path)
     for case in tree.iter("testcase"):
         name = f"{case.get('classname', '')}.{case.get('name', '')}"
-        if not any(_junit_name(n) == name for n in faulted):
+        kind = next((k for n, k in faulted.items() if _junit_name(n) == name), None)
+        if kind is None:
             continue
-        for failure in case.findall("failure"):
+        for failure in case.findall("failure") + case.findall("error"):
             failure.tag = "error"
-            failure.set("type", "RigFault")
+            failure.set("type", kind)
     tree.write(path, encoding="utf-8", xml_declaration=True)
 
 

@@ -16,19 +16,43 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-VERDICT_ORDER = ("failed", "error", "passed")  # the worst verdict of a requirement's tests wins
+# A test's outcomes, worst first. failed: the unit did not meet a requirement; error: a rig fault
+# (an instrument or a rig service, named); harness-error: the harness's own exception;
+# interrupted: the run stopped before the test's call finished; skipped: not applicable or not
+# run. Only "passed" says the unit met the requirement.
+OUTCOMES = ("failed", "error", "harness-error", "interrupted", "skipped", "passed")
+# a requirement's verdict: the worst of its tests' outcomes; skipped tests do not count, so a
+# requirement whose tests were all skipped is not-covered
+VERDICT_ORDER = ("failed", "error", "harness-error", "interrupted", "passed")
 
 
 @dataclass
 class TestRecord:
+    __test__ = False  # a data class named Test*, not a pytest test class
+
     nodeid: str
     requirements: list[str]
-    outcome: str = "passed"  # passed | failed | error | skipped
+    outcome: str = "passed"  # one of OUTCOMES
     sim_seconds: float = 0.0
     wall_seconds: float = 0.0
     measurements: list[dict] = field(default_factory=list)
     rig_fault: str | None = None
+    harness_error: str | None = None
     message: str | None = None
+    phases: list[str] = field(default_factory=list)  # setup / call / teardown: which have reported
+
+    @property
+    def verdict(self) -> str:
+        """The outcome as records give it: a test whose call never finished is interrupted, never
+        passed (only its setup, or setup and teardown, reported)."""
+        if self.outcome == "passed" and "call" not in self.phases:
+            return "interrupted"
+        return self.outcome
+
+    def as_dict(self) -> dict:
+        out = {k: v for k, v in vars(self).items() if k != "phases"}
+        out["outcome"] = self.verdict
+        return out
 
 
 @dataclass
@@ -36,6 +60,7 @@ class RunRecord:
     reports_dir: Path
     requirement_ids: list[str]
     rig: dict
+    run_id: str = ""
     started_wall: float = field(default_factory=time.time)
     tests: dict[str, TestRecord] = field(default_factory=dict)
     interrupted: bool = False
@@ -50,8 +75,10 @@ class RunRecord:
         old.sim_seconds += rec.sim_seconds
         old.wall_seconds += rec.wall_seconds
         old.measurements += rec.measurements
+        old.phases += rec.phases
         if _rank(rec.outcome) < _rank(old.outcome):
             old.outcome, old.rig_fault, old.message = rec.outcome, rec.rig_fault, rec.message
+            old.harness_error = rec.harness_error
 
     # ------------------------------------------------------------------ outputs
     def traceability(self) -> dict:
@@ -62,7 +89,7 @@ class RunRecord:
             for rid in t.requirements:
                 entry = out.setdefault(rid, {"tests": [], "verdict": "not-covered", "note": "not in requirements data"})
                 entry["tests"].append(t.nodeid)
-                entry.setdefault("outcomes", []).append(t.outcome)
+                entry.setdefault("outcomes", []).append(t.verdict)
         for entry in out.values():
             outcomes = [o for o in entry.pop("outcomes", []) if o != "skipped"]
             entry["verdict"] = next((v for v in VERDICT_ORDER if v in outcomes), "not-covered")
@@ -71,11 +98,12 @@ class RunRecord:
     def summary(self) -> dict:
         counts: dict[str, int] = {}
         for t in self.tests.values():
-            counts[t.outcome] = counts.get(t.outcome, 0) + 1
+            counts[t.verdict] = counts.get(t.verdict, 0) + 1
         return counts
 
     def run_json(self) -> dict:
         return {
+            "run_id": self.run_id,
             "rig": self.rig,
             "host": socket.gethostname(),
             "python": platform.python_version(),
@@ -84,7 +112,7 @@ class RunRecord:
             "sim_seconds": round(sum(t.sim_seconds for t in self.tests.values()), 6),
             "interrupted": self.interrupted,
             "counts": self.summary(),
-            "tests": [vars(t) for t in self.tests.values()],
+            "tests": [t.as_dict() for t in self.tests.values()],
         }
 
     def write(self) -> None:
@@ -94,8 +122,8 @@ class RunRecord:
 
 
 def _rank(outcome: str) -> int:
-    order = {"failed": 0, "error": 1, "passed": 2, "skipped": 3}
-    return order.get(outcome, 4)
+    """Worst first; a skipped phase outranks a passed one (a skipped test's teardown passes)."""
+    return OUTCOMES.index(outcome) if outcome in OUTCOMES else 0
 
 
 def _atomic_json(path: Path, data) -> None:

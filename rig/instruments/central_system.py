@@ -39,7 +39,7 @@ from websockets.asyncio.server import serve
 from rig import ocppj
 from rig.aio import LoopThread
 from rig.clock import Clock
-from rig.errors import InstrumentError
+from rig.errors import InstrumentError, ServiceFaults, describe
 from rig.ocppj import CALL, CALL_ERROR, CALL_RESULT, CallErrorReply, Frame, Link, Violation
 
 IN = "in"  # charge point -> central system
@@ -410,8 +410,9 @@ class CentralSystem:
     """
 
     def __init__(self, name: str, config: dict, clock: Clock,
-                 time_source: Callable[[], "datetime.datetime"] | None = None):
+                 time_source: Callable[[], "datetime.datetime"] | None = None, faults: ServiceFaults | None = None):
         self.name = name
+        self._faults = faults if faults is not None else ServiceFaults()
         self.clock = clock
         # the calendar time answered as currentTime (the rig's TimeService.now); default: the clock's
         self.time_source = time_source
@@ -440,7 +441,7 @@ class CentralSystem:
     def open(self) -> "CentralSystem":
         if self._loop is not None:
             return self
-        self._loop = LoopThread(f"{self.name}-ocpp").start()
+        self._loop = LoopThread(f"{self.name}-ocpp", self._faults).start()
         try:
             self._listen()
         except BaseException:
@@ -795,7 +796,20 @@ class CentralSystem:
         return f"the charger did not send {wanted} within {timeout:g} s; it sent: {seen}"
 
     def _on_message(self, conn: _Connection, text: str | bytes) -> None:
-        """One websocket message from the charger (loop thread)."""
+        """One websocket message from the charger (loop thread). An exception here is the central
+        system's own failure: kept as a service fault, so the test that then misses an answer
+        blames the rig, not the unit."""
+        try:
+            self._handle_message(conn, text)
+        except Exception as exc:
+            self.faults.add(self.name, f"could not handle a message from {conn.cp_id}: {describe(exc)}",
+                            exc)
+
+    @property
+    def faults(self) -> ServiceFaults:
+        return self._faults
+
+    def _handle_message(self, conn: _Connection, text: str | bytes) -> None:
         try:
             frame = ocppj.decode(text)
         except ocppj.FrameError as bad:

@@ -16,6 +16,7 @@ from typing import Callable
 
 from rig.aio import LoopThread
 from rig.clock import Clock
+from rig.errors import ServiceFaults
 from rig.network import (DHCP_SERVER_PORT, DNS_PORT, HTTPS_PORT, NTP_HOST, NTP_PORT, OCPP_HOST, PUBLIC_DNS,
                          SETUP_HOST)
 from rig.network.ca import TestAuthority
@@ -34,8 +35,10 @@ class NetworkServices:
     `endpoints()` says where each documented destination is really served, for the emulated link.
     """
 
-    def __init__(self, name: str, config: dict, clock: Clock, time_source: Callable[[], datetime] | None = None):
+    def __init__(self, name: str, config: dict, clock: Clock, time_source: Callable[[], datetime] | None = None,
+                 faults: ServiceFaults | None = None):
         self.name, self.config, self.clock = name, config, clock
+        self.faults = faults if faults is not None else ServiceFaults()
         self.time_source = time_source or clock.utc_now
         self.standard_ports = config.get("ports", "standard") == "standard"
         self.address = config["address"]
@@ -57,7 +60,7 @@ class NetworkServices:
     def open(self) -> "NetworkServices":
         if self._loop is not None:
             return self
-        self._loop = LoopThread(f"{self.name}-services").start()
+        self._loop = LoopThread(f"{self.name}-services", self.faults).start()
         try:
             self._start()
         except BaseException:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from rig.aio import LoopThread
 from rig.clock import Clock
-from rig.errors import InstrumentError
+from rig.errors import InstrumentError, describe
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,10 @@ class UdpService:
         with self._lock:
             return [q for q in self._queries if since is None or q.time >= since]
 
+    def _fault(self, what: str, exc: BaseException) -> None:
+        if self._loop is not None:
+            self._loop.faults.add(self.name, what, exc)
+
     # -- subclass interface ----------------------------------------------------------------
     def broadcasts(self) -> bool:
         return False
@@ -125,6 +129,9 @@ class UdpService:
                 what, reply = self.answer(data, peer)
             except (ValueError, IndexError) as exc:  # not our protocol: a real server drops it too
                 what, reply = f"malformed ({exc})", None
+            except Exception as exc:  # our own bug: the unit got no answer, and that is the rig's fault
+                what, reply = f"failed ({type(exc).__name__})", None
+                self._fault(f"could not answer {peer[0]}:{peer[1]}: {describe(exc)}", exc)
             if self.mode == SILENT:
                 reply = None
             with self._lock:

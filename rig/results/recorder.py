@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from rig.errors import RigFault
+from rig.errors import WrongUnit
 from rig.results.store import ENV_URL, ResultsStore, TestResult, default_url, new_run_id, utcnow
 from rig.results.verdict import RunVerdict, judge
 
-P_USES_RIG, P_UNIT, P_WRONG_UNIT, P_UNIT_FAILED_IN_SETUP = "uses_rig", "unit", "wrong_unit", "unit_failed_in_setup"
+P_USES_RIG, P_UNIT, P_WRONG_UNIT = "uses_rig", "unit", "wrong_unit"
 
 
 def add_options(group) -> None:
@@ -38,12 +38,13 @@ def add_options(group) -> None:
                     help="who runs the station; recorded with every run (default: the login name)")
 
 
-def register(config: pytest.Config, reports_dir: Path) -> None:
-    """Called from the rig plugin's pytest_configure, in every process."""
+def register(config: pytest.Config, reports_dir: Path, run_record=None) -> None:
+    """Called from the rig plugin's pytest_configure, in every process. `run_record` is the
+    run's RunRecord (rig.report), whose merged verdicts the store takes over."""
     config.pluginmanager.register(UnitProbe(), "plugstream_unit_probe")
     if hasattr(config, "workerinput") or config.option.help or config.option.collectonly:
         return
-    config.pluginmanager.register(ResultsRecorder(config, reports_dir), "plugstream_results")
+    config.pluginmanager.register(ResultsRecorder(config, reports_dir, run_record), "plugstream_results")
 
 
 def recorder_of(config: pytest.Config) -> "ResultsRecorder | None":
@@ -103,25 +104,19 @@ class UnitProbe:
             self.identity = ident
 
     def _tag_exception(self, rep, call) -> None:
-        from rig.eol import WrongUnit
-
         if call.excinfo.errisinstance(WrongUnit):
             rep.user_properties.append((P_WRONG_UNIT, str(call.excinfo.value)))
             self.identity = call.excinfo.value.identity or self.identity
-        elif (rep.when == "setup" and call.excinfo.errisinstance(AssertionError)
-              and not call.excinfo.errisinstance(RigFault)):
-            # The unit failed a precondition in a fixture (never registered, contactor never
-            # closed): pytest calls that an error, but it is the unit's failure, not the rig's.
-            rep.user_properties.append((P_UNIT_FAILED_IN_SETUP, str(call.excinfo.value)))
 
 
 # ---------------------------------------------------------------------- the controller
 class ResultsRecorder:
-    def __init__(self, config: pytest.Config, reports_dir: Path):
+    def __init__(self, config: pytest.Config, reports_dir: Path, run_record=None):
         self.config = config
+        self.run_record = run_record
         self.url = store_url(config.getoption("--results-db"), reports_dir)
         self.started = utcnow()
-        self.run_id = new_run_id(self.started)
+        self.run_id = run_record.run_id if run_record is not None and run_record.run_id else new_run_id(self.started)
         self.store: ResultsStore | None = None
         self.run_open = False
         self.results: list[TestResult] = []
@@ -184,19 +179,16 @@ class ResultsRecorder:
             self._write(self._result_of(report.nodeid, self._setup.pop(report.nodeid)))
 
     def _result_of(self, nodeid: str, setup_props: dict) -> TestResult:
-        from rig.plugin import _record_key
-
-        record = self.config.stash.get(_record_key, None)
+        record = self.run_record
         rec = record.tests.get(nodeid) if record is not None else None
         if rec is None:  # the run record missed this test: keep at least that it ran and broke
-            return TestResult(nodeid=nodeid, verdict="error", message="no run record for this test")
-        result = TestResult(nodeid=nodeid, verdict=rec.outcome, requirements=list(rec.requirements),
-                            rig_fault=rec.rig_fault, message=rec.message, wall_seconds=rec.wall_seconds,
-                            sim_seconds=rec.sim_seconds, measurements=list(rec.measurements))
+            return TestResult(nodeid=nodeid, verdict="harness-error", message="no run record for this test")
+        result = TestResult(nodeid=nodeid, verdict=rec.verdict, requirements=list(rec.requirements),
+                            rig_fault=rec.rig_fault, message=rec.harness_error or rec.message,
+                            wall_seconds=rec.wall_seconds, sim_seconds=rec.sim_seconds,
+                            measurements=list(rec.measurements))
         if setup_props.get(P_WRONG_UNIT):
             result.verdict, result.message = "error", setup_props[P_WRONG_UNIT]
-        elif setup_props.get(P_UNIT_FAILED_IN_SETUP) and result.verdict == "error" and not result.rig_fault:
-            result.verdict = "failed"
         return result
 
     def _write(self, result: TestResult) -> None:
@@ -225,10 +217,10 @@ class ResultsRecorder:
         """Judge the run and close its row (idempotent: the end-of-line plugin may ask first)."""
         if self.verdict is not None:
             return self.verdict
-        from rig.plugin import _record_key
-
-        record = self.config.stash.get(_record_key, None)
+        record = self.run_record
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or bool(record and record.interrupted)
+        for nodeid in list(self._setup):  # set up but never torn down: the run stopped inside them
+            self._write(self._result_of(nodeid, self._setup.pop(nodeid)))
         self.verdict = judge(self.results, self.wrong_unit, interrupted)
         if self.run_open:
             try:

@@ -44,7 +44,9 @@ SCHEMA_VERSION = 1
 PASS, FAIL, RIG_FAULT, WRONG_UNIT, NO_TESTS = "pass", "fail", "rig-fault", "wrong-unit", "no-tests"
 INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM; a SIGKILLed run has no end time at all
 # test verdicts, as in run.json
-TEST_VERDICTS = ("passed", "failed", "error", "skipped")
+# error: a rig fault (instrument named); harness-error: the harness's own exception; interrupted:
+# the run stopped inside the test. None of the three says anything about the unit.
+TEST_VERDICTS = ("passed", "failed", "error", "harness-error", "interrupted", "skipped")
 
 metadata = MetaData()
 
@@ -82,7 +84,7 @@ tests = Table(
     Column("run_id", String(40), ForeignKey("runs.run_id"), nullable=False, index=True),
     Column("seq", Integer, nullable=False),              # order of finishing within the run
     Column("nodeid", String(512), nullable=False),
-    Column("verdict", String(16), nullable=False),       # passed | failed | error | skipped
+    Column("verdict", String(16), nullable=False),       # one of TEST_VERDICTS
     Column("rig_fault", Text),                           # "instrument: what happened"
     Column("instrument", String(64)),
     Column("message", Text),
@@ -287,12 +289,14 @@ class ResultsStore:
             return [tuple(r) for r in conn.execute(q)]
 
     def rig_faults(self, run_ids: list[str]) -> list[tuple[str, str | None]]:
-        """(run_id, instrument) of every test that errored on a rig fault in these runs."""
+        """(run_id, instrument) of every test that errored on a rig fault in these runs; a harness
+        error's instrument is "test harness"."""
         if not run_ids:
             return []
-        q = select(tests.c.run_id, tests.c.instrument).where(tests.c.run_id.in_(run_ids), tests.c.verdict == "error")
+        q = select(tests.c.run_id, tests.c.instrument, tests.c.verdict).where(
+            tests.c.run_id.in_(run_ids), tests.c.verdict.in_(("error", "harness-error")))
         with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(q)]
+            return [(r[0], "test harness" if r[2] == "harness-error" else r[1]) for r in conn.execute(q)]
 
     @staticmethod
     def _test_counts(conn, run_ids: list[str]) -> dict[str, dict[str, int]]:

@@ -38,10 +38,10 @@ class RunVerdict:
 
 def judge(results: list[TestResult], wrong_unit: str | None = None, interrupted: bool = False) -> RunVerdict:
     failing = sorted({rid for t in results if t.verdict == "failed" for rid in (t.requirements or [t.nodeid])})
-    faults = _one_per_instrument(t for t in results if t.verdict == "error")
+    faults = _one_per_instrument(t for t in results if t.verdict in ("error", "harness-error"))
     if wrong_unit:
         return RunVerdict(WRONG_UNIT, wrong_unit=wrong_unit)
-    if interrupted:
+    if interrupted or any(t.verdict == "interrupted" for t in results):
         return RunVerdict(INTERRUPTED, failing, faults)
     if faults:
         return RunVerdict(RIG_FAULT, failing, faults)
@@ -56,7 +56,7 @@ def _one_per_instrument(errored) -> list[str]:
     """The first fault of each instrument (a broken meter errors every test that reads it)."""
     seen: dict[str, str] = {}
     for t in errored:
-        what = t.rig_fault or f"test harness: {_last_line(t.message) or t.nodeid}"
+        what = t.rig_fault if t.verdict == "error" and t.rig_fault else f"test harness: {_last_line(t.message) or t.nodeid}"
         seen.setdefault(what.split(":", 1)[0], what)
     return list(seen.values())
 
