@@ -9,7 +9,9 @@
                           unit records in the results store (--db URL, else $RIG_RESULTS_DB,
                           else reports/results.sqlite)
 
-Exit status: 0 fine, 2 a problem was found (each printed as one line naming the key).
+Exit status: 0 fine; 1 a problem was found (each printed to stderr as one line naming the file
+and the key or the problem: a rig file's mistake, an unreachable instrument, an unreadable import
+file, a results store that cannot be opened); 2 the command itself is wrong (usage).
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from pathlib import Path
 from rig.errors import RigFileError
 
 EXIT_OK = 0
-EXIT_PROBLEMS = 2
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2  # argparse's own
+
+
+class UserMistake(Exception):
+    """Something the user can fix (a file, a URL): one line on stderr, no traceback."""
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -32,14 +39,14 @@ def _check(args: argparse.Namespace) -> int:
 
     rig, errors = validate_rigfile(args.rigfile)
     for error in errors:
-        print(error)
+        print(error, file=sys.stderr)
     if rig is None:
         return EXIT_PROBLEMS
     what = f"{rig.bench.kind} bench {rig.bench.name!r}, {rig.product.model} {rig.product.serial}"
     if rig.bench.kind == "real" and not args.offline:
         problems = check_reachable(rig, timeout_s=args.timeout)
         for line in problems:
-            print(line)
+            print(line, file=sys.stderr)
         if problems:
             return EXIT_PROBLEMS
         what += ", every instrument reachable"
@@ -95,6 +102,22 @@ def _open_store(args: argparse.Namespace, must_exist: bool = True):
         if not path.exists():
             raise RigFileError(str(path), "results store", f"no such file (give --db URL or set {ENV_URL})")
     return ResultsStore(url)
+
+
+def _store_problem(exc: Exception, args: argparse.Namespace) -> str | None:
+    """One line for a results store that cannot be used (a malformed URL, a missing driver, a
+    server that refuses, a file that is no database); None for anything else (a bug: traceback)."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    url = getattr(args, "db", None) or os.environ.get("RIG_RESULTS_DB") or "reports/results.sqlite"
+    if isinstance(exc, (ArgumentError, NoSuchModuleError)):
+        return f"results store {url!r}: not a usable database URL: {' '.join(str(exc).split())[:200]}"
+    if isinstance(exc, ModuleNotFoundError):
+        return f"results store {url!r}: its database driver is not installed ({exc.name})"
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None) or exc
+        return f"results store {url!r}: {' '.join(str(orig).split())[:200]}"
+    return None
 
 
 def _when(value) -> str:
@@ -169,10 +192,11 @@ def _headline(message: str) -> str:
 
 def _measurement(m: dict) -> str:
     value = "nothing observed" if m["value"] is None else f"{m['value']:.6g} {m['unit'] or ''}".strip()
-    low = "-inf" if m["low"] is None else f"{m['low']:g}"
-    high = "+inf" if m["high"] is None else f"{m['high']:g}"
+    from rig.measure import limit_range
+
     res = f" (resolution {m['resolution']:g})" if m["resolution"] else ""
-    return f"{m['name']} = {value}{res}, limit [{low} .. {high}] {m['unit'] or ''} per {m['limit_source'] or '?'}"
+    return (f"{m['name']} = {value}{res}, limit {limit_range(m['low'], m['high'])} {m['unit'] or ''} "
+            f"per {m['limit_source'] or '?'}")
 
 
 def _records_yield(args: argparse.Namespace) -> int:
@@ -218,8 +242,19 @@ def _records_export(args: argparse.Namespace) -> int:
 def _records_import(args: argparse.Namespace) -> int:
     from rig.results.export import import_records
 
-    doc = json.loads(Path(args.file).read_text())
-    done = import_records(_open_store(args, must_exist=False), doc)
+    try:
+        doc = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserMistake(f"{args.file}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UserMistake(f"{args.file}: not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
+        raise UserMistake(f"{args.file}: not a records export (`rig records export` writes one: "
+                          "an object with a \"runs\" list)")
+    try:
+        done = import_records(_open_store(args, must_exist=False), doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserMistake(f"{args.file}: a run in it is incomplete or malformed ({type(exc).__name__}: {exc})") from None
     print(f"{len(done)} run(s) imported, {len(doc['runs']) - len(done)} already present")
     return EXIT_OK
 
@@ -259,7 +294,12 @@ def _add_records(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rig", description="PlugStream rig: inspect rig files, requirements, limits and unit records.")
+    parser = argparse.ArgumentParser(
+        prog="rig", description="PlugStream rig: inspect rig files, requirements, limits and unit records.",
+        epilog="Exit status: 0 fine; 1 a problem was found (one line each on stderr); 2 usage error. "
+               "End-of-line pytest runs (--eol) exit 0 PASS, 1 FAIL, 2 interrupted, 3 RIG FAULT - RETEST "
+               "(also wrong unit, no result), 4 usage error (e.g. a bad rig file): see docs/factory.md.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("check", help="validate a rig file; on a real bench also reach every instrument")
@@ -288,12 +328,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("plugstream-rig")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except RigFileError as exc:  # a data file is wrong: one line, no traceback
-        print(exc, file=sys.stderr)
+    except (RigFileError, UserMistake) as exc:  # a data file is wrong: one line, no traceback
+        print(f"rig: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except Exception as exc:
+        line = _store_problem(exc, args)
+        if line is None:
+            raise
+        print(f"rig: {line}", file=sys.stderr)
         return EXIT_PROBLEMS
     except BrokenPipeError:  # `rig requirements | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

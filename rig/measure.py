@@ -25,14 +25,17 @@ class Measurement:
     passed: bool = True
 
     def describe(self) -> str:
-        rng = f"[{_fmt(self.low)} .. {_fmt(self.high)}] {self.unit}"
+        rng = f"{limit_range(self.low, self.high)} {self.unit}"
         res = f" (resolution {self.resolution:g} {self.unit})" if self.resolution else ""
         val = "nothing observed" if self.value is None else f"{self.value:.6g} {self.unit}"
         return f"{self.name} = {val}{res}, limit {rng} per {self.limit_source}"
 
 
-def _fmt(x: float | None) -> str:
-    return "-inf" if x is None else f"{x:g}"
+def limit_range(low: float | None, high: float | None) -> str:
+    """`[low .. high]`, an open end shown as -inf below and +inf above."""
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "+inf" if high is None else f"{high:g}"
+    return f"[{lo} .. {hi}]"
 
 
 class MeasurementLog:

@@ -33,6 +33,7 @@ import datetime as dt
 import decimal
 import itertools
 import json
+import re
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -236,12 +237,16 @@ def _is_date_time(value: object) -> bool:
     """RFC 3339 date-time: a date, a 'T', a time and a zone (jsonschema needs an extra package for this)."""
     if not isinstance(value, str):
         return True  # the type keyword reports it
-    if "T" not in value.upper():
-        raise ValueError("no 'T' between date and time")
-    parsed = dt.datetime.fromisoformat(value.replace("z", "Z"))
-    if parsed.tzinfo is None:
-        raise ValueError("no time zone (expected 'Z' or an offset)")
+    if not _RFC3339.match(value):
+        raise ValueError("not an RFC 3339 date-time (YYYY-MM-DDThh:mm:ss[.fff] and 'Z' or +hh:mm)")
+    dt.datetime.fromisoformat(value.upper())  # the calendar: month 13, day 32, hour 25 are refused here
     return True
+
+
+# RFC 3339 section 5.6 (the profile of ISO 8601 that JSON schema's date-time means): basic forms
+# such as 20260105T060000Z, week dates and ordinal dates, which fromisoformat also accepts, are not
+# date-times to a central system
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 _SCHEMA_DIR = Path(ocpp.__file__).parent / "v16" / "schemas"

@@ -17,6 +17,7 @@ import pytest
 from rig.errors import HARNESS, RIG, UNIT, Blame, blame
 from rig.report import RunRecord, TestRecord
 from rig.results.store import new_run_id, utcnow
+from rig.tempdirs import ENV_RUN_ID, sweep_leftovers
 
 log = logging.getLogger(__name__)
 GROUP = "plugstream rig"
@@ -57,13 +58,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hazardous: injects faults or disturbs the supply; runs only with --hazardous")
     config.addinivalue_line("markers", "models(*names): run only when the unit under test is one of these models")
     config.addinivalue_line("markers", "connector(kind): run only on 'socket' or 'tethered' variants")
+    if not config.option.help:
+        _check_bench_options(config)  # a bad rig file stops here, before anything is collected or recorded
     reports = _reports_dir(config)
     record = None
+    hooks = RunHooks(config)
     if not _is_worker(config) and _wants_reports(config):
-        record = RunRecord(reports, _requirement_ids(), _rig_summary(config), run_id=new_run_id(utcnow()))
+        run_id = new_run_id(utcnow())
+        hooks.hold_reports(reports, run_id)  # a second run on the same reports/ refuses here
+        record = RunRecord(reports, _requirement_ids(), _rig_summary(config), run_id=run_id)
+        record.killed_runs = [leftover.describe() for leftover in sweep_leftovers()]
         config.stash[_record_key] = record
     _register_factory_plugins(config, record)
-    config.pluginmanager.register(RunHooks(config), "plugstream_run")
+    config.pluginmanager.register(hooks, "plugstream_run")
     if record is None:
         return
     if getattr(config.option, "xmlpath", None) is None:
@@ -72,7 +79,29 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.allure_report_dir = str(reports / "allure-results")
         config.option.clean_alluredir = True
     _set_up_allure(config, reports)
-    _install_signal_handlers()
+    hooks.install_signal_handlers()
+
+
+def _check_bench_options(config: pytest.Config) -> None:
+    """The rig file and the emulated-bench options, checked before collection: a mistake is one
+    line naming the file and the key (pytest's usage error, exit status 4), and no test is run or
+    recorded against a bench that cannot be what the file says."""
+    from rig import rigfile as rf
+    from rig.bench import default_rig_path
+    from rig.sim.defects import lookup
+
+    path = config.getoption("--rig") or default_rig_path(Path(config.rootpath))
+    try:
+        rig = rf.load_rigfile(path)
+        model, defect = config.getoption("--sim-model"), config.getoption("--sim-defect")
+        if (model or defect) and not rig.bench.emulated:
+            flag = "--sim-model" if model else "--sim-defect"
+            raise rf.RigFileError(str(path), flag, "only applies to the emulated bench (bench.kind is \"real\")")
+        if model:
+            rf.with_model(rig, model)
+        lookup(defect)
+    except (rf.RigFileError, ValueError) as exc:
+        raise pytest.UsageError(" ".join(str(exc).split())) from None
 
 
 def _add_factory_options(group) -> None:
@@ -131,18 +160,9 @@ def _rig_summary(config: pytest.Config) -> dict:
     }
 
 
+LOCK_FILE = ".run.lock"  # in the reports folder: which run holds it
 _record_key = pytest.StashKey[RunRecord]()
 _rig_key = pytest.StashKey["object"]()  # the open Rig of this process, for the hooks that need it
-
-
-def _install_signal_handlers() -> None:
-    """SIGTERM unwinds like Ctrl-C, so fixture teardown brings the rig to its safe state."""
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, on_term)
 
 
 # ---------------------------------------------------------------------- selection
@@ -415,6 +435,67 @@ class RunHooks:
 
     def __init__(self, config: pytest.Config):
         self.config = config
+        self._lock_file = None
+        self._old_run_id = None
+        self._old_sigterm = None
+
+    # ------------------------------------------------------------------ what the run holds
+    def hold_reports(self, reports: Path, run_id: str) -> None:
+        """Hold the reports folder for this run (an advisory lock the OS releases even on SIGKILL):
+        a second run started on the same folder would empty the first's allure results and
+        overwrite its run.json, so it refuses with one line instead. The run id is handed to
+        everything the run starts (the emulated bench's private folders carry it)."""
+        import fcntl
+
+        reports.mkdir(parents=True, exist_ok=True)
+        lock = open(reports / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another run"
+            lock.close()
+            raise pytest.UsageError(f"{reports}: in use by {holder}; wait for it to finish or give "
+                                    f"--rig-reports DIR") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"run {run_id} (pid {os.getpid()})\n")
+        lock.flush()
+        self._lock_file = lock
+        self._old_run_id = os.environ.get(ENV_RUN_ID)
+        os.environ[ENV_RUN_ID] = run_id
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM unwinds like Ctrl-C, so fixture teardown brings the rig to its safe state."""
+
+        def on_term(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        if hasattr(signal, "SIGTERM"):
+            self._old_sigterm = signal.signal(signal.SIGTERM, on_term)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Give back what the run held: the signal handler, the run id, the reports folder."""
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+        if self._lock_file is not None:
+            if self._old_run_id is None:
+                os.environ.pop(ENV_RUN_ID, None)
+            else:
+                os.environ[ENV_RUN_ID] = self._old_run_id
+            self._lock_file.close()
+            self._lock_file = None
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        summary = _rig_summary(config)
+        lines = [f"rig: {summary['rig_file']}, model {summary['model'] or '(rig file)'}, seed {summary['seed']}, "
+                 f"defect {summary['defect'] or 'none'}"]
+        record = config.stash.get(_record_key, None)
+        if record is not None:
+            lines.append(f"rig: run {record.run_id}, reports in {record.reports_dir}")
+            lines += [f"rig: {killed}" for killed in record.killed_runs]
+        return lines
+
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = self.config.stash.get(_record_key, None)
@@ -474,14 +555,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     record = config.stash.get(_record_key, None)
-    if record is None or not record.tests:
+    if record is None:
+        return
+    for killed in record.killed_runs:
+        terminalreporter.write_line(f"[rig] {killed}", yellow=True)
+    if not record.tests:
         return
     run = record.run_json()
     trace = record.traceability()
     covered = sum(1 for v in trace.values() if v["verdict"] != "not-covered")
     terminalreporter.write_sep("-", "plugstream rig")
     terminalreporter.write_line(
-        f"rig {run['rig']['rig_file']}  model {run['rig']['model'] or '(rig file)'}  "
+        f"run {record.run_id}  rig {run['rig']['rig_file']}  model {run['rig']['model'] or '(rig file)'}  "
         f"seed {run['rig']['seed']}  defect {run['rig']['defect'] or 'none'}"
     )
     terminalreporter.write_line(

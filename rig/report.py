@@ -64,6 +64,7 @@ class RunRecord:
     started_wall: float = field(default_factory=time.time)
     tests: dict[str, TestRecord] = field(default_factory=dict)
     interrupted: bool = False
+    killed_runs: list[str] = field(default_factory=list)  # earlier runs whose leftovers this one removed
 
     def record(self, rec: TestRecord) -> None:
         """Merge a phase's outcome into the test's record (setup/call/teardown arrive separately)."""
@@ -111,6 +112,7 @@ class RunRecord:
             "wall_seconds": round(time.time() - self.started_wall, 3),
             "sim_seconds": round(sum(t.sim_seconds for t in self.tests.values()), 6),
             "interrupted": self.interrupted,
+            "killed_runs_found": self.killed_runs,
             "counts": self.summary(),
             "tests": [t.as_dict() for t in self.tests.values()],
         }

@@ -44,6 +44,29 @@ ADC_CHANNELS = {"MCP3001": 1, "MCP3002": 2, "MCP3004": 4, "MCP3008": 8, "MCP3201
                 "MCP3202": 2, "MCP3204": 4, "MCP3208": 8, "MCP3301": 1, "MCP3302": 4,
                 "MCP3304": 8}
 BCM_PINS = range(0, 28)
+#: bits of each ADC family (gpiozero's MCP30xx are 10-bit, MCP32xx 12-bit, MCP33xx 12-bit single-ended)
+ADC_BITS = {"MCP30": 10, "MCP32": 12, "MCP33": 12}
+#: the CP line swings +-12 V (IEC 61851-1 Table A.4): the ADC's span must cover it, and a span
+#: beyond 60 V would leave a resolution too coarse for the +-1 V state bands (a volts-per-count
+#: ten times too large lands here)
+CP_SWING_V = 12.0
+ADC_SPAN_V = (2 * CP_SWING_V, 60.0)
+#: RFC 1123 host names
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+#: chargePointSerialNumber is CiString25Type (OCPP 1.6 BootNotification.req); the station's
+#: scanner and the certificate's file name also need plain ASCII
+SERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,24}$")
+#: the charge point identity in the URL path (OCPP-J 1.6 section 3.1.1: unreserved URL
+#: characters; OCPP 2.0.1's identifierString, max 48, is the stricter form used here)
+CHARGE_POINT_ID = re.compile(r"^[A-Za-z0-9*\-_=:+|@.]{1,48}$")
+#: protocol field widths: DHCP lease time is a 32-bit unsigned (RFC 2132 section 9.2); a DNS TTL
+#: a 31-bit positive value (RFC 2181 section 8)
+UINT32_MAX = 2**32 - 1
+DNS_TTL_MAX = 2**31 - 1
+#: keys the emulated bench fills with an address of its own (a pty, a free port) whatever the
+#: file says: anything but "auto" there would be silently replaced, so it is refused
+EMULATED_REPLACES = ("load.resource", "source.resource", "injector.resource", "led_sensor.port",
+                     "console.port")
 
 
 # --- value kinds and checks -------------------------------------------------------------------
@@ -53,7 +76,10 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite number: TOML allows inf and nan, which no timeout, rate or scale can be."""
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -67,7 +93,7 @@ class Kind:
 
 STRING = Kind("a string", lambda v: isinstance(v, str), "string")
 INTEGER = Kind("an integer", _is_int, "integer")
-NUMBER = Kind("a number", _is_number, "number")
+NUMBER = Kind("a finite number", _is_number, "number")
 INT_LIST = Kind("a list of integers", lambda v: isinstance(v, list) and all(map(_is_int, v)),
                 "integer list")
 BOOLEAN = Kind("true or false", lambda v: isinstance(v, bool), "boolean")
@@ -136,6 +162,59 @@ def _visa_resource(value: str) -> str | None:
     return None
 
 
+def _timeout(lo: float, hi: float) -> Callable[[Any], str | None]:
+    """A finite timeout within what the instrument class can mean: shorter is below one exchange
+    on the wire, longer would hold a station for minutes on a dead instrument."""
+    def check(value: Any) -> str | None:
+        if lo <= value <= hi:
+            return None
+        return f"{show(value)} s is out of range {lo:g}-{hi:g} s"
+    return check
+
+
+def _host(value: str) -> str | None:
+    """An IPv4 address or a host name. IPv6 is refused: the rig's network side (DHCP, DNS A
+    records, the emulated link) is IPv4, so an IPv6 listener could never be reached by the unit."""
+    import ipaddress
+
+    if value != value.strip() or any(c.isspace() for c in value):
+        return f"{show(value)} contains white space"
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        address = None
+    if address is not None:
+        return None if address.version == 4 else f"{show(value)} is an IPv6 address; the rig is IPv4 (e.g. 127.0.0.1)"
+    if not HOSTNAME.match(value):
+        return f"{show(value)} is neither an IPv4 address nor a host name"
+    return None
+
+
+def _optional_host(value: str) -> str | None:
+    return None if value == "" else _host(value)
+
+
+def _netmask(value: str) -> str | None:
+    import ipaddress
+
+    problem = _ipv4(value)
+    if problem:
+        return problem
+    bits = int(ipaddress.IPv4Address(value))
+    inverted = ~bits & 0xFFFFFFFF
+    return None if inverted & (inverted + 1) == 0 else f"{show(value)} is not a netmask (ones, then zeros)"
+
+
+def _pattern(regex: re.Pattern, what: str) -> Callable[[Any], str | None]:
+    def check(value: str) -> str | None:
+        if regex.match(value):
+            return None
+        odd = sorted({c for c in value if not c.isascii() or not c.isprintable()})
+        hint = f" (it contains {', '.join(repr(c) + ' U+%04X' % ord(c) for c in odd)})" if odd else ""
+        return f"{show(value)} is not {what}{hint}"
+    return check
+
+
 def _pp_ladder(codes: list[int]) -> str | None:
     """Three selector pins give eight codes; a resistance is ohms, 0 meaning PP open."""
     if len(codes) != 8:
@@ -183,8 +262,8 @@ def _visa(section: str, what: str) -> tuple[Key, Key]:
     return (
         Key(f"{section}.resource", STRING, f"VISA resource of the {what}", check=_visa_resource,
             auto="emulated"),
-        Key(f"{section}.timeout_s", NUMBER, "VISA I/O timeout, seconds", default=2.0,
-            check=_positive),
+        Key(f"{section}.timeout_s", NUMBER, "VISA I/O timeout, seconds (0.01-60)", default=2.0,
+            check=_timeout(0.01, 60.0)),
     )
 
 
@@ -217,12 +296,14 @@ SCHEMA: tuple[Key, ...] = (
         "product profile: fixtures/profiles/<profile>.toml (or a path ending in .toml)",
         check=_not_empty),
     Key("product.model", STRING, "a [models.<model>] of the profile; --sim-model overrides it"),
-    Key("product.serial", STRING, "serial number of the unit under test", check=_not_empty),
+    Key("product.serial", STRING, "serial number of the unit under test (ASCII letters, digits, . _ -; "
+        "at most 25: OCPP's chargePointSerialNumber)", check=_pattern(SERIAL, "a serial number (ASCII letters, "
+                                                                       "digits, '.', '_', '-'; at most 25)")),
     Key("pilot.pin_factory", STRING,
         "gpiozero pin factory: mock (emulated bench only), pigpio (remote), lgpio, rpigpio",
         allowed=("mock", "pigpio", "lgpio", "rpigpio")),
     Key("pilot.host", STRING, 'pigpio daemon host (pin_factory = "pigpio"; "" = localhost)',
-        default=""),
+        default="", check=_optional_host),
     Key("pilot.port", INTEGER, "pigpio daemon port", default=8888,
         check=_between(1, 65535, "TCP ports")),
     _pin("cp_b", "relay: 2.74 kOhm CP-PE (state B)"),
@@ -248,8 +329,8 @@ SCHEMA: tuple[Key, ...] = (
         check=_between(0, 7, "ADC channels")),
     Key("pilot.adc.cp_low_channel", INTEGER, "channel of the CP negative peak detector",
         check=_between(0, 7, "ADC channels")),
-    Key("pilot.adc.volts_per_count", NUMBER, "CP volts per ADC count after the level shifter",
-        check=_positive),
+    Key("pilot.adc.volts_per_count", NUMBER, "CP volts per ADC count after the level shifter "
+        "(the ADC's span must cover the CP's +-12 V and be at most 60 V)", check=_positive),
     Key("pilot.adc.offset_volts", NUMBER, "CP volts at ADC count 0"),
     Key("meter.model", STRING, "register map: SDM630 (3-phase) or SDM120 (1-phase)",
         allowed=("SDM630", "SDM120")),
@@ -257,32 +338,35 @@ SCHEMA: tuple[Key, ...] = (
         allowed=("rtu", "tcp")),
     Key("meter.port", DEVICE_OR_PORT, "serial device (rtu) or TCP port number (tcp)",
         auto="emulated"),
-    Key("meter.host", STRING, "Modbus TCP host (tcp only)", default="127.0.0.1"),
+    Key("meter.host", STRING, "Modbus TCP host (tcp only)", default="127.0.0.1", check=_host),
     Key("meter.baudrate", INTEGER, "serial speed (rtu); SDM630 ships at 9600, SDM120 at 2400",
         default=9600, check=_baudrate),
     Key("meter.parity", STRING, "serial parity (rtu)", default="N", allowed=("N", "E", "O")),
     Key("meter.stopbits", INTEGER, "serial stop bits (rtu)", default=1, allowed=(1, 2)),
     Key("meter.unit", INTEGER, "Modbus device address", default=1,
         check=_between(1, 247, "Modbus addresses")),
-    Key("meter.timeout_s", NUMBER, "Modbus response timeout, seconds", default=0.5,
-        check=_positive),
+    Key("meter.timeout_s", NUMBER, "Modbus response timeout, seconds (0.01-10)", default=0.5,
+        check=_timeout(0.01, 10.0)),
     *_visa("load", "programmable AC load"),
     *_visa("source", "AC source"),
     *_visa("injector", "DC residual-current injector"),
     Key("led_sensor.port", STRING, "serial device of the colour sensor", check=_not_empty,
         auto="emulated"),
     Key("led_sensor.baudrate", INTEGER, "serial speed", default=115200, check=_baudrate),
-    Key("led_sensor.sample_rate_hz", NUMBER, "RGB samples per second the sensor streams",
-        default=50.0, check=_positive),
+    Key("led_sensor.sample_rate_hz", NUMBER, "RGB samples per second the sensor streams (5-1000: "
+        "slower cannot see a pulsing LED, faster is no colour sensor's)",
+        default=50.0, check=_between(5, 1000, "samples per second")),
     Key("console.port", STRING, "serial device of the charger's service console",
         check=_not_empty, auto="emulated"),
     Key("console.baudrate", INTEGER, "serial speed", default=115200, check=_baudrate),
-    Key("central.host", STRING, "address the rig's central system listens on",
-        default="127.0.0.1", check=_not_empty),
+    Key("central.host", STRING, "IPv4 address (or host name) the rig's central system listens on",
+        default="127.0.0.1", check=_host),
     Key("central.port", INTEGER, "TCP port the rig's central system listens on",
         check=_between(1, 65535, "TCP ports"), auto="emulated"),
-    Key("central.charge_point_id", STRING, '"auto" = the unit\'s serial (product.serial)',
-        default=AUTO, check=_not_empty, auto="always"),
+    Key("central.charge_point_id", STRING, '"auto" = the unit\'s serial (product.serial); else the '
+        "identity in the unit's URL (letters, digits, *-_=:+|@. ; at most 48)",
+        default=AUTO, check=_pattern(CHARGE_POINT_ID, "a charge point identity (letters, digits, *-_=:+|@. ; "
+                                                      "at most 48; no space or '/')"), auto="always"),
     Key("central.tls", BOOLEAN, "serve wss:// with the rig CA's certificate for ocpp.ampnexus.net, and "
         "require the unit's per-unit credentials (HTTP Basic)", default=False),
     Key("network.ports", STRING, 'standard: 67, 53, 123, 443 (real bench); "auto": free ports the '
@@ -291,7 +375,7 @@ SCHEMA: tuple[Key, ...] = (
         "emulated bench", default=""),
     _net("address", "the rig's own address on the unit's network: DHCP server and router"),
     _net("unit_address", "the address DHCP leases to the unit"),
-    Key("network.netmask", STRING, "netmask DHCP hands out", default="255.255.255.0", check=_ipv4),
+    Key("network.netmask", STRING, "netmask DHCP hands out", default="255.255.255.0", check=_netmask),
     _net("dns_primary", "primary DNS server DHCP hands out (option 6, first): a rig address"),
     _net("dns_secondary", "secondary DNS server DHCP hands out (option 6, second): a rig address"),
     _net("cloudflare_primary", "where the rig answers for 1.1.1.1 (a real bench holds 1.1.1.1 itself)"),
@@ -303,8 +387,10 @@ SCHEMA: tuple[Key, ...] = (
         check=_not_empty, auto="emulated"),
     Key("network.unit_password", STRING, "the unit's own password (its manufacturing record); "
         '"auto" on the emulated bench', check=_not_empty, auto="emulated"),
-    Key("network.dhcp_lease_s", INTEGER, "DHCP lease time, seconds", default=86400, check=_positive),
-    Key("network.dns_ttl_s", INTEGER, "TTL of the rig's DNS answers, seconds", default=300, check=_positive),
+    Key("network.dhcp_lease_s", INTEGER, "DHCP lease time, seconds (1 to 2^32-1: RFC 2132 option 51)",
+        default=86400, check=_between(1, UINT32_MAX, "DHCP lease time, a 32-bit field")),
+    Key("network.dns_ttl_s", INTEGER, "TTL of the rig's DNS answers, seconds (1 to 2^31-1: RFC 2181)",
+        default=300, check=_between(1, DNS_TTL_MAX, "DNS TTL")),
 )
 
 KEYS: dict[str, Key] = {k.name: k for k in SCHEMA}
@@ -545,6 +631,13 @@ def _parse(path: Path, problems: _Problems) -> dict | None:
     except (OSError, UnicodeDecodeError) as exc:
         problems.add("(file)", f"cannot read: {exc}")
         return None
+    if text.startswith("\ufeff"):
+        problems.add("(file)", "starts with a byte-order mark (U+FEFF), which TOML does not allow: "
+                               "save it as UTF-8 without BOM")
+        return None
+    if "\x00" in text:
+        problems.add("(file)", "contains NUL bytes: not a text file (is it the right file?)")
+        return None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -634,13 +727,24 @@ def _check_key(key: Key, table: dict, problems: _Problems) -> Any:
 
 def _check_bench_kind(filled: dict, problems: _Problems) -> None:
     """ "auto" and mock pins belong to the emulated bench; a real bench names real things."""
-    if not problems.ok("bench.kind"):
+    kind = (filled.get("bench") or {}).get("kind")
+    if kind is None or not problems.ok("bench.kind"):
         return
-    real = filled["bench"]["kind"] == "real"
+    real = kind == "real"
     for key in SCHEMA:
         section = _walk(filled, key.section)
         if real and key.auto == "emulated" and section and section.get(key.short) == AUTO:
             problems.add(key.name, '"auto" is only for the emulated bench; give the real address')
+    for name in EMULATED_REPLACES if not real else ():
+        section = _walk(filled, KEYS[name].section)
+        value = section.get(KEYS[name].short) if section else None
+        if value not in (None, AUTO) and problems.ok(name):
+            problems.add(name, f'the emulated bench serves this instrument at an address of its own; write "auto" '
+                               f"(a fixed {show(value)} would be silently replaced)")
+    meter = filled.get("meter", {})
+    if not real and meter.get("transport") == "rtu" and meter.get("port") not in (None, AUTO):
+        problems.add("meter.port", 'the emulated bench serves the RTU meter on a pty of its own; write "auto" '
+                                   f"(a fixed {show(meter['port'])} would be silently replaced)")
     pilot = filled.get("pilot", {})
     if problems.ok("pilot", "pilot.pin_factory") and "pin_factory" in pilot:
         factory = pilot["pin_factory"]
@@ -675,6 +779,27 @@ def _check_adc(filled: dict, problems: _Problems) -> None:
     if adc.get("cp_high_channel") is not None and adc.get("cp_high_channel") == adc.get("cp_low_channel"):
         problems.add("pilot.adc.cp_low_channel",
                      f"channel {adc['cp_low_channel']} is already pilot.adc.cp_high_channel")
+    _check_adc_span(adc, problems)
+
+
+def _check_adc_span(adc: dict, problems: _Problems) -> None:
+    """The ADC's volts-per-count and offset must place the CP's +-12 V inside the ADC's range,
+    with a span a real level shifter gives (a scale ten times off is caught here)."""
+    if not all(k in adc for k in ("chip", "volts_per_count", "offset_volts")):
+        return
+    bits = ADC_BITS[adc["chip"][:5]]
+    span = adc["volts_per_count"] * 2**bits
+    lo, hi = ADC_SPAN_V
+    if not lo <= span <= hi:
+        problems.add("pilot.adc.volts_per_count",
+                     f"{show(adc['volts_per_count'])} V/count gives a {span:.4g} V span over {bits} bits; "
+                     f"the CP's +-{CP_SWING_V:g} V needs {lo:g}-{hi:g} V")
+        return
+    bottom, top = adc["offset_volts"], adc["offset_volts"] + span
+    if bottom > -CP_SWING_V or top < CP_SWING_V:
+        problems.add("pilot.adc.offset_volts",
+                     f"{show(adc['offset_volts'])} V puts the ADC's range at {bottom:.4g}..{top:.4g} V, "
+                     f"which does not cover the CP's -{CP_SWING_V:g}..+{CP_SWING_V:g} V")
 
 
 def _check_meter(filled: dict, problems: _Problems) -> None:
@@ -755,6 +880,10 @@ def validate_rigfile(path: str | os.PathLike) -> tuple[RigFile | None, list[RigF
     problems = _Problems(path)
     data = _parse(path, problems)
     if data is None:
+        return None, problems.errors
+    if not data:
+        problems.add("(file)", "is empty: a rig file names the bench and every instrument "
+                               "(`rig schema`; fixtures/rigs/emulated.toml is an example)")
         return None, problems.errors
     _check_unknown(data, "", problems)
     filled = _fill_sections(data, problems)

@@ -28,13 +28,22 @@ SERIAL_TRANSIENT = TRANSIENT + (serial.SerialException, _TermiosError)
 
 #: how long one port read waits for a byte, so that loops polling a deadline stay prompt
 READ_POLL_S = 0.05
+#: the longest line either device sends is about 100 bytes; a stream this long with no line end
+#: is not our device (wrong baud rate, another device on the port): garbage, not a line to wait for
+MAX_LINE_BYTES = 4096
 
 T = TypeVar("T")
 
 
 def read_available(port: serial.Serial, pending: bytearray) -> None:
-    """Append what the port holds to `pending` (waits up to the read timeout for one byte)."""
+    """Append what the port holds to `pending` (waits up to the read timeout for one byte).
+    A stream with no line end within MAX_LINE_BYTES is dropped and raised as garbage, so the buffer
+    never grows without bound."""
     pending += port.read(port.in_waiting or 1)
+    if len(pending) > MAX_LINE_BYTES and b"\n" not in pending:
+        size = len(pending)
+        pending.clear()
+        raise ValueError(f"{size} bytes without a line end (wrong baud rate, or not the expected device?)")
 
 
 def pop_line(pending: bytearray) -> bytes | None:

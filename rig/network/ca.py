@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from rig.tempdirs import PrivateDir
 
 GOOD, UNTRUSTED, EXPIRED = "good", "untrusted", "expired"
 KINDS = (GOOD, UNTRUSTED, EXPIRED)
@@ -92,7 +93,7 @@ class TestAuthority:
         self.trusted = _Authority("PlugStream test rig CA", now)
         self.untrusted = _Authority("Untrusted test authority", now)
         self.firmware_key = ed25519.Ed25519PrivateKey.generate()
-        self._dir = tempfile.TemporaryDirectory(prefix="rig-ca-")
+        self._dir = PrivateDir("ca-")  # private, and found by the next run if this one is killed
         self._issued: dict[tuple[str, str], tuple[Path, Path]] = {}
 
     # -- what the unit is given at manufacture (emulated) / in test mode (real) -------------------
@@ -125,7 +126,7 @@ class TestAuthority:
             cert_file = Path(self._dir.name) / f"{host}-{kind}.crt"  # (not with_suffix: host names have dots)
             key_file = Path(self._dir.name) / f"{host}-{kind}.key"
             cert_file.write_bytes(_pem(cert))
-            key_file.write_bytes(_key_pem(key))
+            self._dir.write_private(key_file.name, _key_pem(key))
             self._issued[(host, kind)] = (cert_file, key_file)
         return self._issued[(host, kind)]
 

@@ -47,6 +47,14 @@ class DnsMessage:
 
     @classmethod
     def decode(cls, data: bytes) -> "DnsMessage":
+        """The message in `data`; ValueError (never struct.error) for anything truncated or malformed."""
+        try:
+            return cls._decode(data)
+        except (struct.error, IndexError) as exc:
+            raise ValueError(f"truncated ({len(data)} bytes): {exc}") from None
+
+    @classmethod
+    def _decode(cls, data: bytes) -> "DnsMessage":
         if len(data) < _HEADER.size:
             raise ValueError("shorter than a DNS header")
         ident, flags, qdcount, ancount, _ns, _ar = _HEADER.unpack_from(data)

@@ -26,7 +26,7 @@ SNAPLEN = 65535
 @dataclass(frozen=True)
 class Packet:
     time: float  # seconds since 1970 (UTC)
-    proto: str  # "udp" | "tcp" | "icmp" | "ipv4-<n>" | "ipv6-<n>" | "arp" | "other"
+    proto: str  # "udp" | "tcp" | "icmp" | "ipv4-<n>" | "ipv6-<n>" | "arp" | "other" | "truncated"
     src: str
     sport: int
     dst: str
@@ -134,6 +134,15 @@ def _network_layer(linktype: int, data: bytes) -> tuple[int, bytes]:
 
 
 def _decode(when: float, linktype: int, data: bytes) -> Packet:
+    """One captured frame; a frame cut short (snap length, a damaged capture) is a "truncated"
+    packet, never a struct.error escaping to the caller."""
+    try:
+        return _decode_frame(when, linktype, data)
+    except struct.error:
+        return Packet(when, "truncated", "", 0, "", 0, len(data), 0)
+
+
+def _decode_frame(when: float, linktype: int, data: bytes) -> Packet:
     ethertype, ip = _network_layer(linktype, data)
     if ethertype == 0x0806:
         return Packet(when, "arp", "", 0, "", 0, len(ip), 0)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import tempfile
 
 from rig.aio import LoopThread
 from rig.clock import VirtualClock
 from rig.sim.defects import lookup as lookup_defect
 from rig.sim.plant import Plant
+from rig.tempdirs import PrivateDir
 
 EMULATED_SECTIONS = ("pilot", "meter", "load", "source", "injector", "led_sensor", "console", "central")
 _bench_numbers = itertools.count()
@@ -41,7 +41,7 @@ class EmulatedBench:
         self.pin_factory = None
         self._journal = os.environ.get("RIG_SIM_JOURNAL")
         self.link = None  # rig.sim.charger_network.EmulatedLink, once the rig's network services run
-        self._tmp = tempfile.TemporaryDirectory(prefix="rig-bench-")
+        self._tmp = PrivateDir("bench-")  # private, and found by the next run if this one is killed
 
     # ------------------------------------------------------------------ start and stop
     def start(self) -> dict[str, dict]:

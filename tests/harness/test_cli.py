@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rig.requirements import load_limits, load_requirements
 from rig.sim.defects import CATALOGUE
 
@@ -35,14 +37,15 @@ def test_check_emulated_bench_is_ok():
     assert result.stdout.startswith(f"ok: {EMULATED} (emulated bench 'emulated', PS22-S SIM-0001)")
 
 
-def test_check_prints_one_line_per_mistake_and_exits_2(tmp_path):
+def test_check_prints_one_line_per_mistake_to_stderr_and_exits_1(tmp_path):
     broken = tmp_path / "rigs" / "broken.toml"
     broken.parent.mkdir()
     text = EMULATED.read_text().replace("baudrate = 9600", 'baudrate = "fast"').replace("cp_c = 6", "cp_c = 5")
     broken.write_text(text)
     result = rig("check", broken)
-    assert result.returncode == 2
-    assert result.stdout.splitlines() == [
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
         f'{broken}: meter.baudrate: expected an integer, got "fast"',
         f"{broken}: pilot.pins.cp_c: BCM 5 is already used by pilot.pins.cp_b",
     ]
@@ -53,8 +56,8 @@ def test_check_real_bench_reaches_the_instruments(tmp_path):
     real.parent.mkdir()
     real.write_text(REAL.read_text().replace('"/dev/ttyUSB0"', f'"{tmp_path / "no-such-tty"}"'))
     result = rig("check", real, "--timeout", "0.2")
-    assert result.returncode == 2
-    assert f"{real}: meter.port: no such device {tmp_path / 'no-such-tty'}" in result.stdout
+    assert result.returncode == 1
+    assert f"{real}: meter.port: no such device {tmp_path / 'no-such-tty'}" in result.stderr
 
 
 def test_check_real_bench_offline_checks_the_file_only():
@@ -102,5 +105,49 @@ def test_limits_with_override(tmp_path):
 
 def test_broken_limits_override_is_one_line_on_stderr(tmp_path):
     result = rig("limits", "--limits", tmp_path / "absent.toml")
-    assert result.returncode == 2
-    assert result.stderr == f"{tmp_path / 'absent.toml'}: (file): no such limits file\n"
+    assert result.returncode == 1
+    assert result.stderr == f"rig: {tmp_path / 'absent.toml'}: (file): no such limits file\n"
+
+
+def test_version_and_usage_errors():
+    from importlib.metadata import version
+
+    result = rig("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"rig {version('plugstream-rig')}"
+    result = rig("no-such-command")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "cannot read: No such file or directory"),
+    ("{not json", "not JSON: "),
+    ('{"runs": 3}', "not a records export"),
+    ('{"runs": [{"run": {}}]}', "incomplete or malformed"),
+])
+def test_records_import_of_a_bad_file_is_one_line(tmp_path, content, fragment):
+    path = tmp_path / "export.json"
+    if content is not None:
+        path.write_text(content)
+    result = rig("records", "import", path, "--db", f"sqlite:///{tmp_path / 'r.sqlite'}")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"rig: {path}: ") and fragment in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("url, fragment", [
+    ("not a url", "not a usable database URL"),
+    ("nosuchdb://x/y", "not a usable database URL"),
+    ("postgresql+psycopg://u@127.0.0.1:1/db", "driver is not installed"),
+])
+def test_records_against_a_bad_store_url_is_one_line(tmp_path, url, fragment):
+    result = rig("records", "list", "--db", url)
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and fragment in result.stderr, result.stderr
+
+
+def test_records_list_on_a_file_that_is_no_database_is_one_line(tmp_path):
+    junk = tmp_path / "results.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    result = rig("records", "list", "--db", f"sqlite:///{junk}")
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "file is not a database" in result.stderr, result.stderr
