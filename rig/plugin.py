@@ -330,6 +330,8 @@ def _progress_printer(config: pytest.Config):
 # ---------------------------------------------------------------------- verdicts
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item):
+    rig = item.config.stash.get(_rig_key, None)  # where the rig's service faults stood when the test began
+    item.stash[_fault_mark_key] = rig.service_faults.mark() if rig is not None else 0
     yield  # outermost wrapper: allure-pytest has set its description from the docstring by now
     from rig.allure_report import catalogue, label_test, requirement_url
 
@@ -380,13 +382,6 @@ def _first_line(text: str) -> str:
 
 
 _fault_mark_key = pytest.StashKey[int]()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Remember where the rig's service faults stood when this test began."""
-    rig = item.config.stash.get(_rig_key, None)
-    item.stash[_fault_mark_key] = rig.service_faults.mark() if rig is not None else 0
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from rig.certificate import render_certificate
-from rig.eol import PROMPT, big
+from rig.eol import EXIT_FAIL, EXIT_PASS, EXIT_RETEST, PROMPT, big
 from rig.results.store import FAIL, PASS, RIG_FAULT, WRONG_UNIT, ResultsStore
 from tests.harness.plugin_runs import PROJECT, Run, child_env, pytest_cmd
 
@@ -79,7 +79,7 @@ def test_good_unit_passes_with_record_and_certificate(tmp_path):
     started = time.monotonic()
     run = run_eol(tmp_path, "--serial", SERIAL, "--operator", "alice")
     wall = time.monotonic() - started
-    assert run.returncode == 0, run.output
+    assert run.returncode == EXIT_PASS, run.output
     assert has_banner(run.output, "PASS") and not has_banner(run.output, "FAIL"), run.output
     assert run.output.rstrip().splitlines()[-1].startswith("=" * 72), "the banner must come last"
     record = the_run(run)
@@ -100,7 +100,7 @@ def test_good_unit_passes_with_record_and_certificate(tmp_path):
 
 def test_known_bad_unit_fails_naming_its_requirements(tmp_path):
     run = run_eol(tmp_path, "--serial", SERIAL, "--sim-defect", "duty-offset")
-    assert run.returncode == 1, run.output
+    assert run.returncode == EXIT_FAIL, run.output
     assert has_banner(run.output, "FAIL") and not has_banner(run.output, "PASS"), run.output
     failed = re.search(r"FAILED REQUIREMENTS: (.*)", run.output).group(1).split(", ")
     assert {"CP-02", "CP-06"} <= set(failed), failed
@@ -115,7 +115,7 @@ def test_broken_instrument_is_a_rig_fault_never_a_unit_fail(tmp_path):
     (tmp_path / "break_meter.py").write_text(textwrap.dedent(BREAK_METER))
     env = dict(child_env(), PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     run = run_eol(tmp_path, "--serial", SERIAL, "-p", "break_meter", env=env)
-    assert run.returncode == 1, run.output
+    assert run.returncode == EXIT_RETEST, run.output  # never 1: a line controller must not scrap the unit
     assert has_banner(run.output, "RIG FAULT") and has_banner(run.output, "RETEST"), run.output
     assert not has_banner(run.output, "FAIL") and not has_banner(run.output, "PASS")
     assert re.search(r"RIG FAULT on: meter\b", run.output), run.output
