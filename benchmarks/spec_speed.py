@@ -1,6 +1,6 @@
 """How fast the spec suite judges a unit: simulated hours against wall seconds, per model.
 
-Runs `pytest tests/spec --hazardous` on the emulated PlugStream 7 and PlugStream 22 socket
+Runs `pytest rig/spec --hazardous` on the emulated PlugStream 7 and PlugStream 22 socket
 variant, one after the other, each in its own subprocess with its own reports directory, and
 reads back what each run recorded in run.json (`sim_seconds`, `wall_seconds`). Issue 4's
 target on the project's 2-core machine: at least 24 h of simulated charger time per model and at
@@ -28,7 +28,7 @@ MAX_WALL_S_TOTAL = 120.0
 
 def run_model(model: str, seed: int, extra: list[str], reports: Path) -> dict:
     """One spec-suite run on `model`; its run.json plus the wall time of the whole subprocess."""
-    cmd = [sys.executable, "-m", "pytest", "tests/spec", "--hazardous", "-q", "-p", "no:cacheprovider",
+    cmd = [sys.executable, "-m", "pytest", "rig/spec", "--hazardous", "-q", "-p", "no:cacheprovider",
            "--sim-model", model, "--sim-seed", str(seed), "--rig-reports", str(reports), *extra]
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)

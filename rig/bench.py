@@ -31,17 +31,10 @@ SET_TIME_MAX_S = 30.0
 SET_TIME_SETTLE_S = 0.1
 
 
-def default_rig_path(rootdir: Path) -> Path:
-    for base in (rootdir, Path(__file__).resolve().parent.parent):
-        p = base / "fixtures" / "rigs" / "emulated.toml"
-        if p.exists():
-            return p
-    raise FileNotFoundError("no --rig given and fixtures/rigs/emulated.toml not found")
 
 
 def open_rig(
     rig_path: str | None,
-    rootdir: Path,
     model: str | None = None,
     seed: int = 1,
     defect: str | None = None,
@@ -51,7 +44,7 @@ def open_rig(
     from rig import rigfile as rf
     from rig.requirements import load_limits
 
-    path = Path(rig_path) if rig_path else default_rig_path(rootdir)
+    path = rf.resolve_rig_path(rig_path)
     rigfile = rf.load_rigfile(path)
     emulated = rigfile.bench.kind == "emulated"
     if model:

@@ -1,5 +1,7 @@
 """The `rig` command: look at what the harness knows before running it.
 
+    rig spec [PYTEST OPTIONS]  run the shipped spec suite (pytest --pyargs rig.spec), on the emulated
+                          bench unless --rig names another; e.g. `rig spec --hazardous` is the main job
     rig check RIGFILE     validate a rig file (and, on a real bench, reach every instrument)
     rig schema            every rig-file key with its type, default and meaning
     rig requirements      the requirement catalogue: ID, M1 flag, text
@@ -302,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    commands.add_parser("spec", help="run the shipped spec suite; every further option goes to pytest "
+                        "(e.g. rig spec --hazardous, rig spec --eol --serial SN --rig bench3.toml)")
+
     check = commands.add_parser("check", help="validate a rig file; on a real bench also reach every instrument")
     check.add_argument("rigfile", metavar="RIGFILE")
     check.add_argument("--timeout", type=float, default=1.0, metavar="S",
@@ -318,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     limits = commands.add_parser("limits", help="list every limit with its source")
     limits.add_argument("--file", dest="limits_file", metavar="PATH",
-                        help="limits file (default: the project's fixtures/limits/plugstream.toml)")
+                        help="limits file (default: the project's rig/data/limits/plugstream.toml)")
     limits.add_argument("--limits", dest="override", action="append", metavar="PATH",
                         help="override file merged over it (repeatable), as pytest --limits does")
     limits.set_defaults(run=_limits)
@@ -337,7 +342,21 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def run_spec(pytest_args: list[str]) -> int:
+    """The spec suite as the wheel ships it, with pytest's own options passed through. Reports go
+    under the current directory's reports/ (pytest's rootdir), never into the installed package."""
+    import pytest
+
+    args = list(pytest_args)
+    if not any(a == "--rig" or a.startswith("--rig=") for a in args):
+        args = ["--rig", "emulated", *args]
+    return int(pytest.main(["--pyargs", "rig.spec", *args]))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["spec"]:  # everything after it belongs to pytest, so argparse never sees it
+        return run_spec(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

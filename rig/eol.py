@@ -51,7 +51,6 @@ def add_options(group) -> None:
 
 def register(config: pytest.Config) -> None:
     """Called from the rig plugin's pytest_configure, in every process."""
-    config.addinivalue_line("markers", "eol: in the end-of-line selection (--eol): fast and non-destructive")
     if not config.getoption("--eol") or config.option.help:
         return
     if not hasattr(config, "workerinput") and not config.option.collectonly:

@@ -142,12 +142,10 @@ class LedObservation:
 
 # -- the profile ---------------------------------------------------------------------------------
 def default_profile_path() -> Path:
-    """The repository's product profile (the emulated bench runs from the repository)."""
-    root = Path(__file__).resolve().parent
-    for candidate in (root.parent / "fixtures" / "profiles" / "plugstream.toml", root / "data" / "plugstream.toml"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("no product profile: fixtures/profiles/plugstream.toml not found")
+    """The shipped product profile."""
+    from rig.data import PROFILES_DIR
+
+    return PROFILES_DIR / "plugstream.toml"
 
 
 def led_table(profile: Mapping) -> Mapping:

@@ -1,7 +1,7 @@
 """The requirements catalogue and the limits the spec suite asserts against, as data.
 
 Requirements (rig/data/requirements.toml) ship with the package: they are what the suite
-claims to check. Limits (fixtures/limits/<product>.toml) are numbers with their source
+claims to check. Limits (rig/data/limits/<product>.toml) are numbers with their source
 and confidence, kept out of test code so a certification engineer can audit them and
 override any of them with a file of their own (`--limits PATH`) without touching tests.
 
@@ -26,15 +26,12 @@ import re
 import tomllib
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 from rig.errors import RigFileError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_LIMITS = REPO_ROOT / "fixtures" / "limits" / "plugstream.toml"
-REQUIREMENTS_RESOURCE = ("data", "requirements.toml")
+from rig.data import DEFAULT_LIMITS, REQUIREMENTS_FILE
 
 ID_PATTERN = re.compile(r"^[A-Z]+-\d{2}$")
 SOURCE_TAGS = ("MAN", "NET", "STD", "WEB")
@@ -104,7 +101,7 @@ def _requirement(rid: str, table: Any, where: str) -> Requirement:
 
 def load_requirements() -> dict[str, Requirement]:
     """Every requirement the project knows, by ID, in catalogue order."""
-    resource = resources.files("rig").joinpath(*REQUIREMENTS_RESOURCE)
+    resource = REQUIREMENTS_FILE
     where = str(resource)
     try:
         data = tomllib.loads(resource.read_text(encoding="utf-8"))
@@ -185,7 +182,7 @@ def _apply_override(base: Limit, fields: dict, path: Path) -> Limit:
 
 def load_limits(path: str | os.PathLike | None = None,
                 overrides: Iterable[str | os.PathLike] = ()) -> Limits:
-    """The limits file (default: the project's fixtures/limits/plugstream.toml), with
+    """The limits file (default: the project's rig/data/limits/plugstream.toml), with
     each override file merged over it field by field. An override may only change a
     limit the base file has: a misspelt key must not silently leave the limit as it was."""
     base_path = Path(path) if path is not None else DEFAULT_LIMITS

@@ -1,6 +1,6 @@
 """The rig file: where each instrument of a bench is, checked before anything is opened.
 
-A rig file is TOML (see fixtures/rigs/). The same drivers read the emulated bench's file
+A rig file is TOML (see rig/data/rigs/). The same drivers read the emulated bench's file
 and a real bench's; only the addresses differ. On the emulated bench an address may be
 "auto" (the emulated instrument picks a free port or pty when it starts); on a real
 bench every address must be given, because guessing one could drive the wrong device.
@@ -30,9 +30,7 @@ from typing import Any, Callable
 
 from rig.errors import RigFileError
 
-#: the project checkout this package lives in (fixtures/ sits beside rig/)
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PROFILES_DIR = REPO_ROOT / "fixtures" / "profiles"
+from rig.data import EMULATED, EMULATED_RIG, PROFILES_DIR
 
 AUTO = "auto"
 REQUIRED = object()  # sentinel: the key has no default
@@ -293,7 +291,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("bench.kind", STRING, "emulated: rig.sim serves every instrument; real: a physical bench",
         allowed=("emulated", "real")),
     Key("product.profile", STRING,
-        "product profile: fixtures/profiles/<profile>.toml (or a path ending in .toml)",
+        "product profile: rig/data/profiles/<profile>.toml (or a path ending in .toml)",
         check=_not_empty),
     Key("product.model", STRING, "a [models.<model>] of the profile; --sim-model overrides it"),
     Key("product.serial", STRING, "serial number of the unit under test (ASCII letters, digits, . _ -; "
@@ -883,7 +881,7 @@ def validate_rigfile(path: str | os.PathLike) -> tuple[RigFile | None, list[RigF
         return None, problems.errors
     if not data:
         problems.add("(file)", "is empty: a rig file names the bench and every instrument "
-                               "(`rig schema`; fixtures/rigs/emulated.toml is an example)")
+                               "(`rig schema`; rig/data/rigs/emulated.toml is an example)")
         return None, problems.errors
     _check_unknown(data, "", problems)
     filled = _fill_sections(data, problems)
@@ -895,6 +893,14 @@ def validate_rigfile(path: str | os.PathLike) -> tuple[RigFile | None, list[RigF
     if problems.errors:
         return None, problems.errors
     return _build(path, filled, profile_path), []
+
+
+def resolve_rig_path(option: str | os.PathLike | None) -> Path:
+    """The rig file an option names: none or "emulated" is the shipped emulated bench; anything
+    else is a path (relative to the current directory, as pytest reads paths)."""
+    if option is None or str(option) in ("", EMULATED):
+        return EMULATED_RIG
+    return Path(option)
 
 
 def load_rigfile(path: str | os.PathLike) -> RigFile:

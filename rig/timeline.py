@@ -348,7 +348,7 @@ def _payload_gist(m) -> str:
 
 # ---------------------------------------------------------------------- files
 def safe_name(nodeid: str) -> str:
-    """A file name for a test: tests/spec/test_x.py::test_y[6mA] -> test_x__test_y-6mA."""
+    """A file name for a test: rig/spec/test_x.py::test_y[6mA] -> test_x__test_y-6mA."""
     path, _, rest = nodeid.partition("::")
     stem = Path(path).stem
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{stem}__{rest.replace('::', '__')}").strip("-")

@@ -30,14 +30,6 @@ from rig.results.verdict import RunVerdict, judge
 P_USES_RIG, P_UNIT, P_WRONG_UNIT = "uses_rig", "unit", "wrong_unit"
 
 
-def add_options(group) -> None:
-    group.addoption("--results-db", metavar="URL", default=None,
-                    help=f"SQLAlchemy URL of the results store (default: ${ENV_URL}, "
-                         "else sqlite file results.sqlite in the reports directory)")
-    group.addoption("--operator", metavar="NAME", default=None,
-                    help="who runs the station; recorded with every run (default: the login name)")
-
-
 def register(config: pytest.Config, reports_dir: Path, run_record=None) -> None:
     """Called from the rig plugin's pytest_configure, in every process. `run_record` is the
     run's RunRecord (rig.report), whose merged verdicts the store takes over."""
@@ -152,10 +144,9 @@ class ResultsRecorder:
         return dict(self._rig_fields)
 
     def _read_rig_file(self) -> dict:
-        from rig.bench import default_rig_path
-        from rig.rigfile import load_rigfile
+        from rig.rigfile import load_rigfile, resolve_rig_path
 
-        path = self.config.getoption("--rig") or default_rig_path(Path(self.config.rootpath))
+        path = resolve_rig_path(self.config.getoption("--rig"))
         out = {"rig_file": str(path), "variant": self.config.getoption("--sim-model")}
         try:
             rigfile = load_rigfile(Path(path))

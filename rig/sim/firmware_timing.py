@@ -1,6 +1,6 @@
 """Reaction times of the reference PlugStream firmware, as the emulated charger models them.
 
-They sit well inside the limits in fixtures/limits/plugstream.toml, so a good emulated unit
+They sit well inside the limits in rig/data/limits/plugstream.toml, so a good emulated unit
 passes with margin and a known-bad one (rig/sim/defects.py) breaks exactly one of them.
 """
 

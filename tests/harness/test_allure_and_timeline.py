@@ -16,8 +16,8 @@ from rig.allure_report import catalogue, progress_line, severity_of
 from rig.clock import RealClock
 from tests.harness.plugin_runs import PROJECT, run_pytest
 
-RCD_TEST = "tests/spec/test_residual_current.py::test_sudden_smooth_dc_trips_within_its_time"
-METER_TEST = "tests/spec/test_metering.py::test_phases_and_rated_current"
+RCD_TEST = "rig/spec/test_residual_current.py::test_sudden_smooth_dc_trips_within_its_time"
+METER_TEST = "rig/spec/test_metering.py::test_phases_and_rated_current"
 
 
 # ---------------------------------------------------------------------- one small run, many checks

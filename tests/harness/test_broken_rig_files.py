@@ -17,8 +17,8 @@ import pytest
 from rig.rigfile import validate_rigfile
 
 REPO = Path(__file__).resolve().parents[2]
-EMULATED = (REPO / "fixtures" / "rigs" / "emulated.toml").read_text()
-REAL = (REPO / "fixtures" / "rigs" / "real-bench.example.toml").read_text()
+EMULATED = (REPO / "rig" / "data" / "rigs" / "emulated.toml").read_text()
+REAL = (REPO / "rig" / "data" / "rigs" / "real-bench.example.toml").read_text()
 
 
 def edit(old: str, new: str, base: str = EMULATED) -> str:

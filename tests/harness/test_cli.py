@@ -13,8 +13,8 @@ from rig.requirements import load_limits, load_requirements
 from rig.sim.defects import CATALOGUE
 
 REPO = Path(__file__).resolve().parents[2]
-EMULATED = REPO / "fixtures" / "rigs" / "emulated.toml"
-REAL = REPO / "fixtures" / "rigs" / "real-bench.example.toml"
+EMULATED = REPO / "rig" / "data" / "rigs" / "emulated.toml"
+REAL = REPO / "rig" / "data" / "rigs" / "real-bench.example.toml"
 
 
 def rig(*args: str) -> subprocess.CompletedProcess:

@@ -23,18 +23,18 @@ from rig.eol import EXIT_FAIL, EXIT_PASS, EXIT_RETEST, PROMPT, big
 from rig.results.store import FAIL, PASS, RIG_FAULT, WRONG_UNIT, ResultsStore
 from tests.harness.plugin_runs import PROJECT, Run, child_env, pytest_cmd
 
-SERIAL = "SIM-0001"  # fixtures/rigs/emulated.toml [product] serial
+SERIAL = "SIM-0001"  # rig/data/rigs/emulated.toml [product] serial
 EOL_SELECTION = {
-    "tests/spec/test_boot_and_led.py::test_power_on_rainbow_then_white_until_accepted_then_blue",
-    "tests/spec/test_boot_and_led.py::test_vehicle_charging_is_green_pulsing",
-    "tests/spec/test_control_pilot.py::test_state_a_steady_plus_12v_no_pwm_contactor_open",
-    "tests/spec/test_control_pilot.py::test_state_b_pwm_1khz_minus_12v_duty_for_offered_current",
-    "tests/spec/test_control_pilot.py::test_contactor_closes_within_3s_of_state_c_and_never_in_b",
-    "tests/spec/test_control_pilot.py::test_contactor_opens_within_100ms_of_c_to_b",
-    "tests/spec/test_metering.py::test_phases_and_rated_current",
-    "tests/spec/test_modes_and_ocpp.py::test_plug_and_charge_starts_by_itself",
+    "rig/spec/test_boot_and_led.py::test_power_on_rainbow_then_white_until_accepted_then_blue",
+    "rig/spec/test_boot_and_led.py::test_vehicle_charging_is_green_pulsing",
+    "rig/spec/test_control_pilot.py::test_state_a_steady_plus_12v_no_pwm_contactor_open",
+    "rig/spec/test_control_pilot.py::test_state_b_pwm_1khz_minus_12v_duty_for_offered_current",
+    "rig/spec/test_control_pilot.py::test_contactor_closes_within_3s_of_state_c_and_never_in_b",
+    "rig/spec/test_control_pilot.py::test_contactor_opens_within_100ms_of_c_to_b",
+    "rig/spec/test_metering.py::test_phases_and_rated_current",
+    "rig/spec/test_modes_and_ocpp.py::test_plug_and_charge_starts_by_itself",
 }
-HAZARDOUS_EOL = "tests/spec/test_residual_current.py::test_sudden_smooth_dc_trips_within_its_time[6mA]"
+HAZARDOUS_EOL = "rig/spec/test_residual_current.py::test_sudden_smooth_dc_trips_within_its_time[6mA]"
 
 BREAK_METER = """
 import pytest
@@ -55,7 +55,7 @@ def break_the_meter_in_metering_tests(request):
 
 def run_eol(tmp: Path, *args: str, env: dict | None = None, **popen) -> Run:
     reports = tmp / "reports"
-    proc = subprocess.run(pytest_cmd(["tests/spec", "--eol", *args], reports), cwd=PROJECT,
+    proc = subprocess.run(pytest_cmd(["rig/spec", "--eol", *args], reports), cwd=PROJECT,
                           env=env or child_env(), capture_output=True, text=True, timeout=300, **popen)
     return Run(proc.returncode, proc.stdout + proc.stderr, reports)
 
@@ -149,7 +149,7 @@ def test_no_serial_and_no_terminal_is_a_usage_error(tmp_path):
 def test_serial_scanned_at_the_terminal(tmp_path):
     master, slave = os.openpty()
     reports = tmp_path / "reports"
-    cmd = pytest_cmd(["tests/spec", "--eol", "-k", "state_a"], reports)
+    cmd = pytest_cmd(["rig/spec", "--eol", "-k", "state_a"], reports)
     proc = subprocess.Popen(cmd, cwd=PROJECT, env=child_env(), stdin=slave, stdout=slave, stderr=slave,
                             start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
     os.close(slave)
@@ -193,7 +193,7 @@ def read_until(fd: int, marker: bytes | None, proc, timeout: float) -> bytes:
 def collected(tmp: Path, *args: str) -> set[str]:
     run = run_eol(tmp, "--collect-only", *args)
     assert run.returncode == 0, run.output
-    return {ln.strip() for ln in run.output.splitlines() if ln.startswith("tests/spec/")}
+    return {ln.strip() for ln in run.output.splitlines() if ln.startswith("rig/spec/")}
 
 
 def test_eol_selection_is_the_marked_tests_hazardous_only_on_request(tmp_path):

@@ -20,7 +20,7 @@ import pytest
 from tests.harness.plugin_runs import PROJECT, child_env, journal_lines, pytest_cmd, run_pytest, write_test
 
 MODEL = "PS22"  # three phases: a step on one phase must be undone too
-NOMINAL_V = 230.0  # fixtures/rigs/emulated.toml [source] has no nominal_v: the driver's default
+NOMINAL_V = 230.0  # rig/data/rigs/emulated.toml [source] has no nominal_v: the driver's default
 RESIDUAL_A = 0.06
 SUPPLY = {
     "step": "rig.source.set_voltage(265.0, phase=2)",  # a step stays until someone undoes it

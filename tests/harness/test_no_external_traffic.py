@@ -86,7 +86,7 @@ def test_the_audit_hook_sees_an_outside_address(tmp_path):
 
 
 def test_a_spec_run_never_leaves_loopback(tmp_path):
-    proc, entries = _audited_run(tmp_path, ["tests/spec", "--hazardous"])
+    proc, entries = _audited_run(tmp_path, ["rig/spec", "--hazardous"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     kinds = {e[0] for e in entries}
     assert {"socket.bind", "socket.connect", "socket.sendto"} <= kinds, f"the hook saw too little: {kinds}"

@@ -24,7 +24,7 @@ from rig.instruments.pilot import ContactSense, PilotBox
 from rig.sim.gpio import BenchPinFactory, EmulatedPilotCircuit
 from rig.sim.plant import Plant
 
-RIG_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "rigs" / "emulated.toml"
+RIG_FILE = Path(__file__).resolve().parents[2] / "rig" / "data" / "rigs" / "emulated.toml"
 FAULT_REAL_TIME_LIMIT_S = 2.0
 
 

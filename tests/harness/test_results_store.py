@@ -22,7 +22,7 @@ from rig.results.store import FAIL, PASS, RIG_FAULT, WRONG_UNIT, ResultsStore, T
 from rig.results.yields import yield_report
 from tests.harness.plugin_runs import PROJECT, child_env, pytest_cmd, run_pytest
 
-FINISHED = re.compile(r"^(tests/spec/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", re.M)
+FINISHED = re.compile(r"^(rig/spec/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", re.M)
 
 
 def stored_nodeids(db: Path) -> list[str]:
@@ -48,7 +48,7 @@ def test_a_run_killed_with_sigkill_keeps_every_finished_test(tmp_path):
     reports, out = tmp_path / "reports", tmp_path / "out.txt"
     db = reports / "results.sqlite"
     env = dict(child_env(), PYTHONUNBUFFERED="1")
-    suite = ["tests/spec/test_control_pilot.py", "tests/spec/test_metering.py", "tests/spec/test_boot_and_led.py"]
+    suite = ["rig/spec/test_control_pilot.py", "rig/spec/test_metering.py", "rig/spec/test_boot_and_led.py"]
     cmd = [*pytest_cmd(suite, reports), "-vv"]  # -vv on top of -q: one line per test
     with open(out, "w") as sink:
         proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=sink, stderr=subprocess.STDOUT)
@@ -86,7 +86,7 @@ def test_a_run_killed_with_sigkill_keeps_every_finished_test(tmp_path):
 # ---------------------------------------------------------------------- where the store is
 def test_a_store_given_by_url_gets_the_records_and_the_default_file_is_not_made(tmp_path):
     other = tmp_path / "site" / "shared.sqlite"
-    run = run_pytest(["tests/spec/test_control_pilot.py", "-k", "state_a or state_b_pwm",
+    run = run_pytest(["rig/spec/test_control_pilot.py", "-k", "state_a or state_b_pwm",
                       "--results-db", f"sqlite:///{other}", "--operator", "bob"], tmp_path)
     assert run.returncode == 0, run.output
     assert not (run.reports / "results.sqlite").exists()
@@ -106,7 +106,7 @@ def test_xdist_run_writes_every_test_from_the_controller(tmp_path):
     db = tmp_path / "env.sqlite"
     reports = tmp_path / "reports"
     env = dict(child_env(), RIG_RESULTS_DB=f"sqlite:///{db}")  # a site's store named by the environment
-    proc = subprocess.run(pytest_cmd(["tests/spec/test_control_pilot.py", "-n", "2"], reports), cwd=PROJECT,
+    proc = subprocess.run(pytest_cmd(["rig/spec/test_control_pilot.py", "-n", "2"], reports), cwd=PROJECT,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ran = {t["nodeid"]: t["outcome"] for t in json.loads((reports / "run.json").read_text())["tests"]}
@@ -188,9 +188,9 @@ def test_export_import_export_round_trip(tmp_path):
                  "limit_source": "cp.contactor_open_c_to_b_max_s", "resolution": 1e-6, "passed": False}]
     run_id = src.start_run({"serial": "SN-1", "model": "PlugStream 22", "firmware": "PS-FW 4.2.1",
                             "operator": "alice", "mode": "eol"})
-    src.record_test(run_id, TestResult("tests/spec/a.py::test_duty", "failed", ["CP-02", "CP-06"],
+    src.record_test(run_id, TestResult("rig/spec/a.py::test_duty", "failed", ["CP-02", "CP-06"],
                                        message="E   duty out", measurements=measured))
-    src.record_test(run_id, TestResult("tests/spec/a.py::test_meter", "error", ["MTR-01"],
+    src.record_test(run_id, TestResult("rig/spec/a.py::test_meter", "error", ["MTR-01"],
                                        rig_fault="meter: no answer"))
     src.finish_run(run_id, RIG_FAULT, "rig fault: meter: no answer")
     add_run(src, "SN-2", "PlugStream 7", PASS, 0, [ok()])  # another unit: not in SN-1's export

@@ -31,8 +31,8 @@ from rig.rigfile import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-EMULATED = REPO / "fixtures" / "rigs" / "emulated.toml"
-REAL = REPO / "fixtures" / "rigs" / "real-bench.example.toml"
+EMULATED = REPO / "rig" / "data" / "rigs" / "emulated.toml"
+REAL = REPO / "rig" / "data" / "rigs" / "real-bench.example.toml"
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def rig_data(source: Path = EMULATED) -> dict:
 
 
 def write_rig(tmp_path: Path, data: dict, name: str = "bench.toml") -> Path:
-    """Write into tmp/rigs/ so the profile is found through the project's fixtures/profiles."""
+    """Write into tmp/rigs/ so the profile is found through the shipped rig/data/profiles."""
     path = tmp_path / "rigs" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_toml(data))
@@ -117,7 +117,7 @@ def test_shipped_rig_files_load(path):
     assert rig.pilot.pins.cp_b == 5 and rig.pilot.adc.chip == "MCP3208"
     assert rig.pilot.pp_ladder.ohms(3) == 220
     assert rig.meter.baudrate == 9600 and rig.meter.timeout_s == 0.5
-    assert rig.profile_path == REPO / "fixtures" / "profiles" / "plugstream.toml"
+    assert rig.profile_path == REPO / "rig" / "data" / "profiles" / "plugstream.toml"
 
 
 def test_emulated_file_keeps_auto_and_reads_as_dicts():

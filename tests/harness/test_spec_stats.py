@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from rig.requirements import load_limits
-from tests.spec import sense_reference as ref
-from tests.spec import stats
+from rig.spec import sense_reference as ref
+from rig.spec import stats
 
 LIMITS = load_limits()
 

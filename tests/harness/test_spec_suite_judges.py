@@ -14,7 +14,7 @@ GOOD_MODELS = ["PS7", "PS7-S", "PS22", "PS22-S"]
 
 @pytest.mark.parametrize("model", GOOD_MODELS)
 def test_spec_suite_passes_on_every_good_model(tmp_path, model):
-    run = run_pytest(["tests/spec", "--hazardous", "--sim-model", model], tmp_path)
+    run = run_pytest(["rig/spec", "--hazardous", "--sim-model", model], tmp_path)
     assert run.returncode == 0, run.output[-3000:]
     record = run.json("run.json")
     assert record["rig"]["model"] == model
@@ -27,7 +27,7 @@ def test_spec_suite_fails_on_every_known_bad_unit(tmp_path, defect):
     # question here is whether the tests written for that requirement catch it.
     model = CATALOGUE[defect].model
     reqs = ",".join(CATALOGUE[defect].requirements)
-    run = run_pytest(["tests/spec", "--hazardous", "--sim-defect", defect, "--sim-model", model, "--req", reqs],
+    run = run_pytest(["rig/spec", "--hazardous", "--sim-defect", defect, "--sim-model", model, "--req", reqs],
                      tmp_path)
     assert run.returncode == 1, f"spec suite passed a unit with defect {defect!r}:\n{run.output[-2000:]}"
     trace = run.json("traceability.json")
@@ -39,7 +39,7 @@ def test_spec_suite_fails_on_every_known_bad_unit(tmp_path, defect):
 
 
 def test_same_seed_same_run_other_seed_other_noise(tmp_path):
-    args = ["tests/spec/test_metering.py", "tests/spec/test_control_pilot.py"]
+    args = ["rig/spec/test_metering.py", "rig/spec/test_control_pilot.py"]
     runs = [run_pytest([*args, "--sim-seed", str(seed)], tmp_path / f"run{i}") for i, seed in enumerate([7, 7, 8])]
 
     def figures(run):
@@ -52,7 +52,7 @@ def test_same_seed_same_run_other_seed_other_noise(tmp_path):
 
 
 def test_reports_cover_every_requirement_with_a_verdict(tmp_path):
-    run = run_pytest(["tests/spec"], tmp_path)
+    run = run_pytest(["rig/spec"], tmp_path)
     assert run.returncode == 0, run.output[-2000:]
     trace = run.json("traceability.json")
     assert set(trace) == set(load_requirements())

@@ -105,7 +105,7 @@ def test_a_harness_error_at_end_of_line_is_rig_fault_retest_never_fail(tmp_path)
     """))
     env = dict(child_env(), PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     reports = tmp_path / "reports"
-    proc = subprocess.run(pytest_cmd(["tests/spec", "--eol", "--serial", "SIM-0001", "-p", "harness_bug"], reports),
+    proc = subprocess.run(pytest_cmd(["rig/spec", "--eol", "--serial", "SIM-0001", "-p", "harness_bug"], reports),
                           cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     from rig.eol import EXIT_RETEST, big
@@ -172,7 +172,7 @@ def test_the_central_system_failing_is_a_rig_fault_naming_it(tmp_path):
 
 # ---------------------------------------------------------------------- nothing untested passes
 def test_a_ps7_run_counts_skipped_tests_as_skipped_and_their_requirements_not_covered(tmp_path):
-    run = run_pytest(["tests/spec", "--sim-model", "PS7", "--req", "PEN-06,PP-01,PP-02,PP-03", "--hazardous"],
+    run = run_pytest(["rig/spec", "--sim-model", "PS7", "--req", "PEN-06,PP-01,PP-02,PP-03", "--hazardous"],
                      tmp_path)
     assert run.returncode == 0, run.output
     counts = run.json("run.json")["counts"]

@@ -56,7 +56,7 @@ def test_instrument_fault_mid_test_is_an_error_naming_the_instrument(tmp_path, i
 
 
 def test_charger_failure_is_failed_not_error(tmp_path):
-    run = run_pytest(["tests/spec/test_control_pilot.py", "-k", "c_to_b", "--sim-defect", "slow-open-c-to-b"], tmp_path)
+    run = run_pytest(["rig/spec/test_control_pilot.py", "-k", "c_to_b", "--sim-defect", "slow-open-c-to-b"], tmp_path)
     assert run.returncode == 1, run.output
     assert run.outcome("c_to_b") == "failed"
     assert "<failure" in run.junit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.spec.steps import wait_output_live
+from rig.spec.steps import wait_output_live
 
 
 @pytest.mark.eol

@@ -3,14 +3,14 @@
 The cable's PP resistor codes its rating; the unit must never offer more than the cable can
 carry, refuse a cable it cannot read, and stop when PP is lost mid-session. Tethered variants
 do not use PP, so these tests apply to socket variants only. The resistances are the pilot
-box's PP ladder (fixtures/rigs/*.toml [pilot.pp_ladder]).
+box's PP ladder (rig/data/rigs/*.toml [pilot.pp_ladder]).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.spec.steps import (
+from rig.spec.steps import (
     check_idle_current,
     check_offered_duty,
     first_sense_edge,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.spec import stats
-from tests.spec.steps import (change_configuration, check_offered_duty, clock_at, data_transfer, first_sense_edge,
+from rig.spec import stats
+from rig.spec.steps import (change_configuration, check_offered_duty, clock_at, data_transfer, first_sense_edge,
                               latest_status, plug_and_ask, set_mode, sleep_until, uk_time, unplug, wait_l1)
 
 SATURDAY = uk_time(2026, 1, 10, 0, 0)  # a weekend in GMT: no peak hours apply

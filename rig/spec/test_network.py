@@ -14,7 +14,7 @@ import pytest
 from rig.errors import RigFault
 from rig.network import DNS_PORT, OCPP_HOST, SETUP_HOST
 from rig.network.ca import EXPIRED, GOOD, UNTRUSTED
-from tests.spec.steps import reboot, start_charging
+from rig.spec.steps import reboot, start_charging
 
 #: passwords a unit must never share with every other unit (Schedule 1: no universal default)
 COMMON_DEFAULTS = {"", "admin", "password", "1234", "12345678", "plugstream", "PlugStream", "default", "ocpp"}

@@ -1,5 +1,5 @@
 """PlugStream Sense (MODE-06, LED-09): the plan against an independent computation of the
-cheapest feasible plan (tests/spec/sense_reference.py: exhaustive search, not the unit's greedy
+cheapest feasible plan (rig/spec/sense_reference.py: exhaustive search, not the unit's greedy
 rule), the estimate no dearer than charging now, and the charging itself: energy only in the
 chosen slots and the required energy delivered by the ready-by time (reference meter).
 """
@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from rig.bench import SAFE_DWELL_S
-from tests.spec import sense_reference as ref
-from tests.spec.steps import (check_energy_intervals, clock_at, data_transfer, expect_led, latest_status,
+from rig.spec import sense_reference as ref
+from rig.spec.steps import (check_energy_intervals, clock_at, data_transfer, expect_led, latest_status,
                               plug_and_ask, set_mode, sleep_until, uk_time, unplug)
 
 MONDAY_EVENING = uk_time(2026, 1, 12, 17, 40)  # GMT: UK local = UTC

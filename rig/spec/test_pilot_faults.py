@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from rig import cp as cpmath
-from tests.spec.steps import (
+from rig.spec.steps import (
     check_idle_current,
     first_sense_edge,
     no_close_watch_s,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rig import cp as cpmath
-from tests.spec.steps import first_sense_edge, wait_output_live
+from rig.spec.steps import first_sense_edge, wait_output_live
 
 
 @pytest.mark.eol

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, lock,
+from rig.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, lock,
                               no_close_watch_s, plug_and_ask, reboot, set_mode, unplug, wait_l1)
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from rig.bench import SAFE_DWELL_S
-from tests.spec.steps import (change_configuration, check_energy_intervals, clock_at, expect_led, l1_intervals,
+from rig.spec.steps import (change_configuration, check_energy_intervals, clock_at, expect_led, l1_intervals,
                               latest_status, plug_and_ask, set_mode, sleep_until, uk_time, unplug, window_instants)
 
 MONDAY = (2026, 1, 12)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rig.bench import SAFE_DWELL_S
-from tests.spec.steps import (
+from rig.spec.steps import (
     check_current_flows,
     check_idle_current,
     expect_led,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rig.errors import ChargerFailure
-from tests.spec.steps import wait_output_live
+from rig.spec.steps import wait_output_live
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from rig.instruments.central_system import pending, reject
-from tests.spec.sense_reference import parse_utc, utc_iso
-from tests.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, plug_and_ask,
+from rig.spec.sense_reference import parse_utc, utc_iso
+from rig.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, plug_and_ask,
                               set_mode, unplug, wait_l1)
 
 NEW_FIRMWARE = "PS-FW 4.3.0"

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from tests.spec.steps import (change_configuration, led_watch_s, latest_status, lock, plug_and_ask, uk_time,
+from rig.spec.steps import (change_configuration, led_watch_s, latest_status, lock, plug_and_ask, uk_time,
                               window_instants)
 
 MODES = ["PlugAndCharge", "Manual", "Scheduled", "UKSmart"]
