@@ -25,7 +25,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from rig.errors import RigFileError
+from rig.core.errors import RigFileError
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -37,7 +37,7 @@ class UserMistake(Exception):
 
 
 def _check(args: argparse.Namespace) -> int:
-    from rig.rigfile import check_reachable, validate_rigfile
+    from rig.core.rigfile import check_reachable, validate_rigfile
 
     rig, errors = validate_rigfile(args.rigfile)
     for error in errors:
@@ -57,14 +57,14 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from rig.rigfile import describe_schema
+    from rig.core.rigfile import describe_schema
 
     print(describe_schema())
     return EXIT_OK
 
 
 def _requirements(args: argparse.Namespace) -> int:
-    from rig.requirements import load_requirements
+    from rig.product.requirements import load_requirements
 
     for req in load_requirements().values():
         if args.m1 and not req.m1:
@@ -74,7 +74,7 @@ def _requirements(args: argparse.Namespace) -> int:
 
 
 def _limits(args: argparse.Namespace) -> int:
-    from rig.requirements import load_limits
+    from rig.product.requirements import load_limits
 
     for item in load_limits(args.limits_file, args.override or ()).values():
         print(item)
@@ -194,7 +194,7 @@ def _headline(message: str) -> str:
 
 def _measurement(m: dict) -> str:
     value = "nothing observed" if m["value"] is None else f"{m['value']:.6g} {m['unit'] or ''}".strip()
-    from rig.measure import limit_range
+    from rig.core.measure import limit_range
 
     res = f" (resolution {m['resolution']:g})" if m["resolution"] else ""
     return (f"{m['name']} = {value}{res}, limit {limit_range(m['low'], m['high'])} {m['unit'] or ''} "

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from rig.errors import InstrumentError
+from rig.core.errors import InstrumentError
 from rig.instruments.scpi import PhasedScpiInstrument, close_enough, parse_bool, parse_float
 
 RESOLUTION_A = 0.001

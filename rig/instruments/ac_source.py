@@ -36,8 +36,8 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from rig.clock import Clock
-from rig.errors import InstrumentError
+from rig.core.clock import Clock
+from rig.core.errors import InstrumentError
 from rig.instruments.scpi import PhasedScpiInstrument, close_enough, parse_bool, parse_word
 
 RESOLUTION_V = 0.01

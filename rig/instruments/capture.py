@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from rig.clock import Clock
-from rig.errors import InstrumentError
+from rig.core.clock import Clock
+from rig.core.errors import InstrumentError
 from rig.network.pcap import Packet, read_pcap
 
 Destination = tuple[str, str, int]  # (protocol, address, port)

@@ -14,7 +14,7 @@ invalid payload from the charger is the CHARGER's failure (an AssertionError sub
 the rig failing itself (cannot listen, cannot close its own socket) is an `InstrumentError`.
 
 We do not use `ocpp.ChargePoint` for dispatch: tests need to drop and delay answers in
-clock time, and the emulated bench needs every hop counted for settling (rig/ocppj.py).
+clock time, and the emulated bench needs every hop counted for settling (rig/instruments/ocppj.py).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from typing import Any, Callable, Protocol
 
 from websockets.asyncio.server import serve
 
-from rig import ocppj
-from rig.aio import LoopThread
-from rig.clock import Clock
-from rig.errors import InstrumentError, ServiceFaults, describe
-from rig.ocppj import CALL, CALL_ERROR, CALL_RESULT, CallErrorReply, Frame, Link, Violation
+from rig.instruments import ocppj
+from rig.core.aio import LoopThread
+from rig.core.clock import Clock
+from rig.core.errors import InstrumentError, ServiceFaults, describe
+from rig.instruments.ocppj import CALL, CALL_ERROR, CALL_RESULT, CallErrorReply, Frame, Link, Violation
 
 IN = "in"  # charge point -> central system
 OUT = "out"  # central system -> charge point

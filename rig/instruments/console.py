@@ -30,7 +30,7 @@ from typing import Protocol
 
 import serial
 
-from rig.errors import RigFault
+from rig.core.errors import RigFault
 from rig.instruments.serial_line import SerialLineDriver, pop_line, read_available
 from rig.instruments.serial_line import SERIAL_TRANSIENT  # noqa: F401  (re-exported: it was defined here)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from rig.errors import InstrumentError
+from rig.core.errors import InstrumentError
 from rig.instruments.scpi import ScpiInstrument, close_enough, parse_bool, parse_float, parse_floats
 
 ABS_TOL_A = 1e-9  # a fraction of the SMU's resolution on its lowest range

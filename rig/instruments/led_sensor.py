@@ -40,11 +40,11 @@ from typing import Mapping, Protocol
 
 import serial
 
-from rig.clock import Clock
-from rig.errors import InstrumentError
+from rig.core.clock import Clock
+from rig.core.errors import InstrumentError
 from rig.instruments.serial_line import READ_POLL_S, SerialLineDriver, pop_line, read_available
 from rig.instruments.serial_line import SERIAL_TRANSIENT  # noqa: F401  (re-exported: it was defined here)
-from rig.led_classifier import LedObservation, Sample, classify, led_table, load_led_profile
+from rig.product.led_classifier import LedObservation, Sample, classify, led_table, load_led_profile
 
 __all__ = ["LedSensor", "LedSensorLike", "Sample", "LedObservation"]
 

@@ -25,9 +25,9 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.client.mixin import ModbusClientMixin
 from pymodbus.exceptions import ModbusException, ModbusIOException
 
-from rig import rigfile
-from rig.clock import Clock
-from rig.retry import TRANSIENT, with_retries
+from rig.core import rigfile
+from rig.core.clock import Clock
+from rig.core.retry import TRANSIENT, with_retries
 
 # -- register maps ------------------------------------------------------------------------------
 # quantity -> register addresses (0-based, = register number - 30001). Per-phase quantities

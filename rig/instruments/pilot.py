@@ -25,10 +25,10 @@ from typing import Callable, Protocol
 from gpiozero import InputDevice, OutputDevice
 from gpiozero.exc import GPIOZeroError
 
-from rig import cp
-from rig.clock import Clock
-from rig.errors import InstrumentError, SafeStateError
-from rig.retry import TRANSIENT, with_retries
+from rig.product import cp
+from rig.core.clock import Clock
+from rig.core.errors import InstrumentError, SafeStateError
+from rig.core.retry import TRANSIENT, with_retries
 
 #: relays switched on in each vehicle state (everything else off)
 STATE_RELAYS: dict[str, frozenset[str]] = {

@@ -30,9 +30,9 @@ import math
 import re
 from typing import Callable, Self, TypeVar
 
-from rig.clock import Clock
-from rig.errors import InstrumentError, RigFault
-from rig.retry import TRANSIENT, with_retries
+from rig.core.clock import Clock
+from rig.core.errors import InstrumentError, RigFault
+from rig.core.retry import TRANSIENT, with_retries
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ from typing import Callable, Self, TypeVar
 
 import serial
 
-from rig.clock import Clock
-from rig.retry import TRANSIENT, with_retries
+from rig.core.clock import Clock
+from rig.core.retry import TRANSIENT, with_retries
 
 try:  # pyserial's POSIX backend lets termios.error (not an OSError) escape from flushes
     from termios import error as _TermiosError

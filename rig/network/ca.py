@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from rig.tempdirs import PrivateDir
+from rig.core.tempdirs import PrivateDir
 
 GOOD, UNTRUSTED, EXPIRED = "good", "untrusted", "expired"
 KINDS = (GOOD, UNTRUSTED, EXPIRED)

@@ -16,9 +16,9 @@ import ssl
 import threading
 from dataclasses import dataclass
 
-from rig.aio import LoopThread
-from rig.clock import Clock
-from rig.errors import InstrumentError
+from rig.core.aio import LoopThread
+from rig.core.clock import Clock
+from rig.core.errors import InstrumentError
 from rig.network import HTTPS_PORT
 from rig.network.ca import TestAuthority
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
-from rig.aio import LoopThread
-from rig.clock import Clock
-from rig.errors import ServiceFaults
+from rig.core.aio import LoopThread
+from rig.core.clock import Clock
+from rig.core.errors import ServiceFaults
 from rig.network import (DHCP_SERVER_PORT, DNS_PORT, HTTPS_PORT, NTP_HOST, NTP_PORT, OCPP_HOST, PUBLIC_DNS,
                          SETUP_HOST)
 from rig.network.ca import TestAuthority

@@ -1,6 +1,6 @@
 """A UDP service of the rig (DHCP, DNS, NTP): one socket, one answer per datagram, settle accounting.
 
-Settle accounting for datagrams on the emulated bench (see rig/clock.py): whoever sends a
+Settle accounting for datagrams on the emulated bench (see rig/core/clock.py): whoever sends a
 datagram counts it toward the receiving socket's address (`io_begin(udp_tag(dest))`); the
 receiver ends it once it has handled the datagram, answered or deliberately dropped
 (`io_end(udp_tag(own address))`). So the virtual clock never moves while a query or its answer
@@ -15,9 +15,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from rig.aio import LoopThread
-from rig.clock import Clock
-from rig.errors import InstrumentError, describe
+from rig.core.aio import LoopThread
+from rig.core.clock import Clock
+from rig.core.errors import InstrumentError, describe
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ MARKERS = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from rig import eol
+    from rig.station import eol
 
     group = options.add_options(parser)
     eol.add_options(group)
@@ -52,9 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def _start_session(config: pytest.Config) -> None:
     from rig.plugin import fixtures
     from rig.plugin.session import RigSession, record_key, requirement_ids
-    from rig.report import RunRecord
+    from rig.reports.run_record import RunRecord
     from rig.results.store import new_run_id, utcnow
-    from rig.tempdirs import sweep_leftovers
+    from rig.core.tempdirs import sweep_leftovers
 
     reports = reports_dir(config)
     record = None
@@ -83,7 +83,7 @@ def _check_bench_options(config: pytest.Config) -> None:
     """The rig file and the emulated-bench options, checked before collection: a mistake is one
     line naming the file and the key (pytest's usage error, exit status 4), and no test is run or
     recorded against a bench that cannot be what the file says."""
-    from rig import rigfile as rf
+    from rig.core import rigfile as rf
     from rig.sim.defects import lookup
 
     path = rf.resolve_rig_path(config.getoption("--rig"))
@@ -102,7 +102,7 @@ def _check_bench_options(config: pytest.Config) -> None:
 
 def _register_factory_plugins(config: pytest.Config, record) -> None:
     """The results store's writer and the end-of-line plugin (each decides per process what it does)."""
-    from rig import eol
+    from rig.station import eol
     from rig.results import recorder
 
     recorder.register(config, reports_dir(config), record)
@@ -111,8 +111,8 @@ def _register_factory_plugins(config: pytest.Config, record) -> None:
 
 def _set_up_allure(config: pytest.Config, reports) -> None:
     """Requirement links point at reports/requirements.html (the catalogue, one anchor per ID)."""
-    from rig.allure_report import requirement_link_pattern, write_requirements_page
-    from rig.requirements import load_requirements
+    from rig.reports.allure import requirement_link_pattern, write_requirements_page
+    from rig.product.requirements import load_requirements
 
     requirement_link_pattern(config)
     write_requirements_page(reports / "requirements.html", load_requirements())

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 @pytest.fixture(scope="session")
 def rig_session(request: pytest.FixtureRequest):
     """The open rig (emulated or real) for the whole session: one bench per xdist worker."""
-    from rig.bench import open_rig
+    from rig.bench.rig import open_rig
 
     opt = request.config.getoption
     rig = open_rig(
@@ -43,8 +43,8 @@ def rig_session(request: pytest.FixtureRequest):
 def rig(rig_session, request: pytest.FixtureRequest):
     """The rig for one test: safe state checked before and after, measurements recorded,
     every call on the rig an Allure step, and a timeline of the test."""
-    from rig.allure_report import allure_active, measurement_step
-    from rig.timeline import TimelineRecorder
+    from rig.bench.journal import allure_active, measurement_step
+    from rig.reports.timeline import TimelineRecorder
 
     _skip_if_not_applicable(request, rig_session)
     steps = allure_active()
@@ -71,8 +71,9 @@ def _wants_timeline(config: pytest.Config) -> bool:
 
 def close_timeline(item: pytest.Item, failed: bool = True) -> None:
     """End the test's timeline: CSV and PNG under <reports>/timelines/ and attached to Allure."""
-    from rig import timeline
-    from rig.allure_report import allure_active, attach, reserver
+    from rig.reports import timeline
+    from rig.bench.journal import allure_active
+    from rig.reports.allure import attach, reserver
 
     recorder = item.stash.get(_timeline_key, None)
     if recorder is None:
@@ -112,7 +113,7 @@ def finish_timelines(config: pytest.Config) -> None:
 
 def _write_allure_environment(config: pytest.Config, rig) -> None:
     """environment.properties: the rig, the unit (model, serial, firmware), seed, defect, instruments."""
-    from rig.allure_report import environment, write_environment
+    from rig.reports.allure import environment, write_environment
 
     results = getattr(config.option, "allure_report_dir", None)
     if results:
@@ -131,7 +132,7 @@ def _skip_if_not_applicable(request: pytest.FixtureRequest, rig) -> None:
 
 def progress_printer(config: pytest.Config):
     """Long real-bench waits, one line each time the clock reports (it throttles to every 5 s)."""
-    from rig.allure_report import progress_line
+    from rig.bench.journal import progress_line
 
     tr = config.pluginmanager.get_plugin("terminalreporter")
 

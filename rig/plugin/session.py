@@ -19,8 +19,8 @@ import pytest
 from rig.plugin import verdicts
 from rig.plugin.fixtures import close_timeline, finish_timelines
 from rig.plugin.options import is_worker, rig_summary
-from rig.report import RunRecord, TestRecord
-from rig.tempdirs import ENV_RUN_ID
+from rig.reports.run_record import RunRecord, TestRecord
+from rig.core.tempdirs import ENV_RUN_ID
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ record_key = pytest.StashKey[RunRecord]()
 
 
 def requirement_ids() -> list[str]:
-    from rig.requirements import load_requirements
+    from rig.product.requirements import load_requirements
 
     return sorted(load_requirements())
 
@@ -115,7 +115,7 @@ class RigSession:
     def pytest_runtest_setup(self, item: pytest.Item):
         verdicts.mark_service_faults(item)
         yield  # outermost wrapper: allure-pytest has set its description from the docstring by now
-        from rig.allure_report import catalogue, label_test, requirement_url
+        from rig.reports.allure import catalogue, label_test, requirement_url
 
         ids = verdicts.item_requirements(item)
         doc = getattr(getattr(item, "obj", None), "__doc__", None)

@@ -2,7 +2,7 @@
 
 Only an assertion about the unit fails a test; a rig fault (an instrument, or one of the rig's own
 services failing during the test) and any other exception (the harness's own bug) are errors,
-counted apart (rig/errors.py `blame`). The tags travel as report user properties, so the xdist
+counted apart (rig/core/errors.py `blame`). The tags travel as report user properties, so the xdist
 controller, which writes the records, sees what the worker saw.
 """
 
@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from rig.errors import HARNESS, RIG, UNIT, Blame, blame
+from rig.core.errors import HARNESS, RIG, UNIT, Blame, blame
 
 # user properties a report carries from the process that ran the test to the one that records it
 BLAME = "blame"  # unit | rig | harness, for a failed phase

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from rig.errors import WrongUnit
+from rig.core.errors import WrongUnit
 from rig.results.store import ENV_URL, ResultsStore, TestResult, default_url, new_run_id, utcnow
 from rig.results.verdict import RunVerdict, judge
 
@@ -144,7 +144,7 @@ class ResultsRecorder:
         return dict(self._rig_fields)
 
     def _read_rig_file(self) -> dict:
-        from rig.rigfile import load_rigfile, resolve_rig_path
+        from rig.core.rigfile import load_rigfile, resolve_rig_path
 
         path = resolve_rig_path(self.config.getoption("--rig"))
         out = {"rig_file": str(path), "variant": self.config.getoption("--sim-model")}

@@ -8,7 +8,7 @@ charger's contactor through the load.
 
 from __future__ import annotations
 
-from rig.aio import LoopThread
+from rig.core.aio import LoopThread
 from rig.sim.plant import Plant
 from rig.sim.scpi_server import ScpiError, ScpiServer, boolean, expect_args, number, suffix_index
 

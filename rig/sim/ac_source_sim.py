@@ -10,8 +10,8 @@ the timers are kept per phase so TRAN:ABOR, or a new level, can cancel them.
 
 from __future__ import annotations
 
-from rig.aio import LoopThread
-from rig.clock import US
+from rig.core.aio import LoopThread
+from rig.core.clock import US
 from rig.sim.plant import NOMINAL_HZ, NOMINAL_V, Plant
 from rig.sim.scpi_server import ScpiError, ScpiServer, boolean, expect_args, number, suffix_index
 

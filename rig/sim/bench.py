@@ -15,11 +15,11 @@ import itertools
 import json
 import os
 
-from rig.aio import LoopThread
-from rig.clock import VirtualClock
+from rig.core.aio import LoopThread
+from rig.core.clock import VirtualClock
 from rig.sim.defects import lookup as lookup_defect
 from rig.sim.plant import Plant
-from rig.tempdirs import PrivateDir
+from rig.core.tempdirs import PrivateDir
 
 EMULATED_SECTIONS = ("pilot", "meter", "load", "source", "injector", "led_sensor", "console", "central")
 _bench_numbers = itertools.count()

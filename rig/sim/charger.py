@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from rig import cp as cpmath
-from rig.clock import DEFAULT_EPOCH, VirtualClock
+from rig.product import cp as cpmath
+from rig.core.clock import DEFAULT_EPOCH, VirtualClock
 from rig.sim import charging_modes as M
 from rig.sim import firmware_timing as T
 from rig.sim.charger_firmware import FirmwareUpdater

@@ -47,8 +47,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from rig.aio import LoopThread
-from rig.clock import VirtualClock
+from rig.core.aio import LoopThread
+from rig.core.clock import VirtualClock
 from rig.network import (BROADCAST, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DNS_PORT, HTTPS_PORT, NTP_HOST, NTP_PORT,
                          PUBLIC_DNS)
 from rig.network import dhcp as D

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from rig.aio import LoopThread
+from rig.core.aio import LoopThread
 from rig.sim.plant import Plant
 from rig.sim.pty_link import FAULTS, PtyInstrument  # noqa: F401  (FAULTS re-exported: it was defined here)
 

@@ -32,8 +32,8 @@ from gpiozero.pins.data import SPI_HARDWARE_PINS
 from gpiozero.pins.mock import MockFactory, MockPin, MockSPIClockPin, MockSPIDevice, MockSPISelectPin, PinState
 from gpiozero.pins.spi import SPISoftware, SPISoftwareBus
 
-from rig import cp
-from rig.clock import VirtualClock
+from rig.product import cp
+from rig.core.clock import VirtualClock
 from rig.sim.plant import Plant, Vehicle
 
 OutputHook = Callable[["BenchPin"], None]

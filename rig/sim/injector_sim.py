@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from rig.aio import LoopThread
+from rig.core.aio import LoopThread
 from rig.sim.plant import Injection, Plant
 from rig.sim.scpi_server import ScpiError, ScpiServer, boolean, expect_args, number
 

@@ -24,8 +24,8 @@ import threading
 from dataclasses import replace
 from typing import Mapping
 
-from rig.aio import LoopThread
-from rig.led_classifier import led_table, load_led_profile
+from rig.core.aio import LoopThread
+from rig.product.led_classifier import led_table, load_led_profile
 from rig.sim.led_emitter import Optics, sensor_counts
 from rig.sim.plant import Plant
 from rig.sim.pty_link import FAULTS, PtyInstrument, garble  # noqa: F401  (FAULTS, garble re-exported)

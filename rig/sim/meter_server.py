@@ -16,7 +16,6 @@ ILLEGAL_FUNCTION: the rig never configures the meter.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import struct
 
@@ -25,7 +24,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from rig.aio import LoopThread
+from rig.core.aio import LoopThread
 from rig.instruments.meter import FACTORY_BAUDRATE, REGISTER_MAPS, SNAPSHOT_COUNT, TOTAL_KWH_ADDRESS
 from rig.sim.plant import Plant
 from rig.sim.ptypair import PtyPair

@@ -36,10 +36,10 @@ from typing import Any, Awaitable, Callable
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import WebSocketException
 
-from rig import ocppj
-from rig.aio import LoopThread
-from rig.clock import Clock
-from rig.ocppj import CALL, CALL_ERROR, CALL_RESULT, CallErrorReply, Frame, Link
+from rig.instruments import ocppj
+from rig.core.aio import LoopThread
+from rig.core.clock import Clock
+from rig.instruments.ocppj import CALL, CALL_ERROR, CALL_RESULT, CallErrorReply, Frame, Link
 
 __all__ = ["OcppClient", "CallErrorReply", "TIMEOUT", "CONNECTION_CLOSED", "NOT_CONNECTED"]
 

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from rig.clock import VirtualClock
+from rig.core.clock import VirtualClock
 
 NOMINAL_V = 230.0
 NOMINAL_HZ = 50.0

@@ -30,7 +30,7 @@ import threading
 import tty
 from typing import Callable
 
-from rig.aio import LoopThread
+from rig.core.aio import LoopThread
 from rig.sim.plant import Plant
 
 MAX_QUEUED = 256 * 1024

@@ -29,7 +29,7 @@ import re
 from collections import deque
 from typing import Callable
 
-from rig.aio import LoopThread
+from rig.core.aio import LoopThread
 from rig.sim.plant import Plant
 
 Handler = Callable[[tuple[int | None, ...], list[str]], str | None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rig.errors import ChargerFailure
+from rig.core.errors import ChargerFailure
 from rig.spec.steps import wait_output_live
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rig import cp as cpmath
-from rig.errors import ChargerFailure
+from rig.product import cp as cpmath
+from rig.core.errors import ChargerFailure
 
 
 def wait_output_live(rig, live: bool, timeout_s: float) -> float | None:

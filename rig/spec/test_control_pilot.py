@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rig import cp as cpmath
-from rig.spec.steps import first_sense_edge, wait_output_live
+from rig.product import cp as cpmath
+from rig.spec.steps import first_sense_edge
 
 
 @pytest.mark.eol

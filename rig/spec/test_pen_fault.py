@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rig.bench import SAFE_DWELL_S
+from rig.bench.rig import SAFE_DWELL_S
 from rig.spec.steps import (
     check_current_flows,
     check_idle_current,

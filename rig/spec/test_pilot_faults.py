@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from rig import cp as cpmath
+from rig.product import cp as cpmath
 from rig.spec.steps import (
     check_idle_current,
     first_sense_edge,

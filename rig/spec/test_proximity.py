@@ -25,7 +25,7 @@ from rig.spec.steps import (
 # Cable coding, STANDARDS "Proximity pilot" (IEC 61851-1 / IEC 62196 Type 2) [S]: nominal PP
 # resistance -> cable rating in A. 100 ohm codes 63 A on three phases and 70 A on one phase.
 # 3300 ohm is above the 13 A band (1100-2460 ohm) but below 4.5 kohm, where STANDARDS says to take
-# the lower rating: 13 A (rig/cp.py cable_rating_for_pp reads the bands the same way).
+# the lower rating: 13 A (rig/product/cp.py cable_rating_for_pp reads the bands the same way).
 CABLE_RATING_A = {1500.0: 13.0, 680.0: 20.0, 220.0: 32.0, 100.0: {3: 63.0, 1: 70.0}, 3300.0: 13.0}
 
 # No valid cable (STANDARDS: below 60 ohm or above 4.5 kohm, or PP open): never charge.

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from rig.bench import SAFE_DWELL_S
+from rig.bench.rig import SAFE_DWELL_S
 from rig.spec.steps import (change_configuration, check_energy_intervals, clock_at, expect_led, l1_intervals,
                               latest_status, plug_and_ask, set_mode, sleep_until, uk_time, unplug, window_instants)
 

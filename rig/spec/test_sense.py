@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from rig.bench import SAFE_DWELL_S
+from rig.bench.rig import SAFE_DWELL_S
 from rig.spec import sense_reference as ref
 from rig.spec.steps import (check_energy_intervals, clock_at, data_transfer, expect_led, latest_status,
                               plug_and_ask, set_mode, sleep_until, uk_time, unplug)

@@ -8,12 +8,12 @@ import io
 import json
 import struct
 import time
-from pathlib import Path
 
 import pytest
 
-from rig.allure_report import catalogue, progress_line, severity_of
-from rig.clock import RealClock
+from rig.bench.journal import progress_line
+from rig.reports.allure import catalogue, severity_of
+from rig.core.clock import RealClock
 from tests.harness.plugin_runs import PROJECT, run_pytest
 
 RCD_TEST = "rig/spec/test_residual_current.py::test_sudden_smooth_dc_trips_within_its_time"
@@ -122,8 +122,8 @@ def test_each_test_has_its_timeline_as_csv_and_png_in_allure_and_under_reports(r
 
 # ---------------------------------------------------------------------- the sampler, on the emulated bench
 def test_sampling_takes_no_simulated_time_and_thins_out_over_a_long_wait():
-    from rig.bench import open_rig
-    from rig.timeline import TimelineRecorder
+    from rig.bench.rig import open_rig
+    from rig.reports.timeline import TimelineRecorder
 
     rig = open_rig(None, PROJECT, seed=1)
     try:
@@ -182,7 +182,7 @@ def test_real_clock_waits_say_what_they_wait_for_and_how_long_is_left():
 def test_progress_reaches_the_terminal(tmp_path):
     probe = tmp_path / "test_wait_probe.py"
     probe.write_text(
-        "from rig.clock import RealClock\n"
+        "from rig.core.clock import RealClock\n"
         "def test_wait(request):\n"
         "    from rig.plugin import _progress_printer\n"
         "    clock = RealClock(progress=_progress_printer(request.config), progress_after_s=0.2, progress_every_s=0.1)\n"

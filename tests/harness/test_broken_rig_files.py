@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rig.rigfile import validate_rigfile
+from rig.core.rigfile import validate_rigfile
 
 REPO = Path(__file__).resolve().parents[2]
 EMULATED = (REPO / "rig" / "data" / "rigs" / "emulated.toml").read_text()

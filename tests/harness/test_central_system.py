@@ -16,10 +16,10 @@ import time
 import pytest
 from websockets.sync.client import connect as raw_connect
 
-from rig import ocppj
-from rig.aio import LoopThread
-from rig.clock import RealClock, VirtualClock
-from rig.errors import InstrumentError, RigFault
+from rig.instruments import ocppj
+from rig.core.aio import LoopThread
+from rig.core.clock import RealClock, VirtualClock
+from rig.core.errors import InstrumentError, RigFault
 from rig.instruments.central_system import (
     IN,
     OUT,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rig.requirements import load_limits, load_requirements
+from rig.product.requirements import load_limits, load_requirements
 from rig.sim.defects import CATALOGUE
 
 REPO = Path(__file__).resolve().parents[2]

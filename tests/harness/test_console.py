@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from rig.aio import LoopThread
-from rig.clock import VirtualClock
-from rig.errors import InstrumentError, RigFault
+from rig.core.aio import LoopThread
+from rig.core.clock import VirtualClock
+from rig.core.errors import InstrumentError, RigFault
 from rig.instruments.console import Console, ConsoleCommandError, parse_info
 from rig.sim.console_sim import CommandRejected, EmulatedConsole
 from rig.sim.plant import LedShown, Plant

@@ -1,4 +1,4 @@
-"""IEC 61851-1 CP and PP arithmetic (rig/cp.py): reference points, band edges, round trips."""
+"""IEC 61851-1 CP and PP arithmetic (rig/product/cp.py): reference points, band edges, round trips."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rig import cp
+from rig.product import cp
 
 
 @pytest.mark.parametrize("amps, percent", [(6, 10.0), (10, 16.7), (16, 26.7), (32, 53.3), (51, 85.0)])

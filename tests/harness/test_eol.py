@@ -18,8 +18,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from rig.certificate import render_certificate
-from rig.eol import EXIT_FAIL, EXIT_PASS, EXIT_RETEST, PROMPT, big
+from rig.station.certificate import render_certificate
+from rig.station.eol import EXIT_FAIL, EXIT_PASS, EXIT_RETEST, PROMPT, big
 from rig.results.store import FAIL, PASS, RIG_FAULT, WRONG_UNIT, ResultsStore
 from tests.harness.plugin_runs import PROJECT, Run, child_env, pytest_cmd
 

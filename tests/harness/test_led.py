@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rig.aio import LoopThread
-from rig.clock import VirtualClock
-from rig.errors import InstrumentError
+from rig.core.aio import LoopThread
+from rig.core.clock import VirtualClock
+from rig.core.errors import InstrumentError
 from rig.instruments.led_sensor import LedSensor
-from rig.led_classifier import Sample, classify, colour_match_radius, load_led_profile
+from rig.product.led_classifier import Sample, classify, colour_match_radius, load_led_profile
 from rig.sim.led_emitter import FULL_SCALE_COUNTS, Optics, relative_rgb, sensor_counts
 from rig.sim.led_sensor_sim import EmulatedLedSensor
 from rig.sim.plant import LedShown, Plant

@@ -15,9 +15,9 @@ from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 from pymodbus.pdu.register_message import ReadInputRegistersRequest
 
-from rig.aio import LoopThread
-from rig.clock import VirtualClock
-from rig.errors import InstrumentError
+from rig.core.aio import LoopThread
+from rig.core.clock import VirtualClock
+from rig.core.errors import InstrumentError
 from rig.instruments.meter import REGISTER_MAPS, Meter, MeterGarbage, decode_float32, decode_snapshot
 from rig.sim.meter_server import EmulatedMeter
 from rig.sim.plant import Plant

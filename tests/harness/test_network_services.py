@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rig.aio import LoopThread
-from rig.clock import RealClock, VirtualClock
+from rig.core.aio import LoopThread
+from rig.core.clock import RealClock, VirtualClock
 from rig.instruments.capture import Capture
 from rig.network import NTP_HOST, OCPP_HOST, SETUP_HOST
 from rig.network import dhcp as D

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 import pytest
 from gpiozero import Device
 
-from rig import cp
-from rig.clock import VirtualClock
-from rig.errors import InstrumentError, RigFault
+from rig.product import cp
+from rig.core.clock import VirtualClock
+from rig.core.errors import InstrumentError, RigFault
 from rig.instruments.pilot import ContactSense, PilotBox
 from rig.sim.gpio import BenchPinFactory, EmulatedPilotCircuit
 from rig.sim.plant import Plant

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rig.requirements import (
+from rig.product.requirements import (
     DEFAULT_LIMITS,
     SOURCE_TAGS,
     Limit,

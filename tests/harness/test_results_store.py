@@ -212,7 +212,7 @@ def test_export_import_export_round_trip(tmp_path):
 
 FIXTURE_FAILS = """
 import pytest
-from rig.errors import ChargerFailure
+from rig.core.errors import ChargerFailure
 
 @pytest.fixture
 def never_registers(rig):

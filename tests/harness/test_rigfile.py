@@ -16,8 +16,8 @@ from typing import Callable
 
 import pytest
 
-from rig.errors import RigFileError
-from rig.rigfile import (
+from rig.core.errors import RigFileError
+from rig.core.rigfile import (
     INSTRUMENT_SECTIONS,
     SCHEMA,
     SECTION_CLASSES,

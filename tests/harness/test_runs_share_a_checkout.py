@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from rig.results.store import ResultsStore
-from rig.tempdirs import OWNER_FILE, PrivateDir, sweep_leftovers
+from rig.core.tempdirs import OWNER_FILE, PrivateDir, sweep_leftovers
 from tests.harness.plugin_runs import PROJECT, child_env, pytest_cmd, write_test
 
 PROBE = """

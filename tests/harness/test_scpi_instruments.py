@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from rig.aio import LoopThread
-from rig.clock import VirtualClock
-from rig.errors import InstrumentError
+from rig.core.aio import LoopThread
+from rig.core.clock import VirtualClock
+from rig.core.errors import InstrumentError
 from rig.instruments.ac_load import AcLoad
 from rig.instruments.ac_source import AcSource
 from rig.instruments.injector import Injector

@@ -10,11 +10,11 @@ import time
 import pytest
 import serial
 
-from rig import ocppj
-from rig.aio import LoopThread
-from rig.clock import VirtualClock
+from rig.instruments import ocppj
+from rig.core.aio import LoopThread
+from rig.core.clock import VirtualClock
 from rig.instruments.serial_line import MAX_LINE_BYTES, read_available
-from rig.measure import MeasurementLog, limit_range
+from rig.core.measure import MeasurementLog, limit_range
 from rig.network.dns import DnsMessage, DnsServer, query
 from rig.network.pcap import LINKTYPE_ETHERNET, _decode
 from rig.sim.ptypair import PtyPair

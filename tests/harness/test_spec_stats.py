@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rig.requirements import load_limits
+from rig.product.requirements import load_limits
 from rig.spec import sense_reference as ref
 from rig.spec import stats
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rig.requirements import load_requirements
+from rig.product.requirements import load_requirements
 from rig.sim.defects import CATALOGUE
 from tests.harness.plugin_runs import run_pytest, write_test
 

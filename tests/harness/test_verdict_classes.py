@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from rig.errors import HARNESS, RIG, UNIT, ChargerFailure, InstrumentError, blame
+from rig.core.errors import HARNESS, RIG, UNIT, ChargerFailure, InstrumentError, blame
 from rig.results.store import ResultsStore
 from tests.harness.plugin_runs import PROJECT, child_env, pytest_cmd, run_pytest, write_test
 
@@ -108,7 +108,7 @@ def test_a_harness_error_at_end_of_line_is_rig_fault_retest_never_fail(tmp_path)
     proc = subprocess.run(pytest_cmd(["rig/spec", "--eol", "--serial", "SIM-0001", "-p", "harness_bug"], reports),
                           cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
-    from rig.eol import EXIT_RETEST, big
+    from rig.station.eol import EXIT_RETEST, big
 
     assert proc.returncode == EXIT_RETEST, out
     assert "\n".join(big("RETEST")) in out and "\n".join(big("FAIL")) not in out, out

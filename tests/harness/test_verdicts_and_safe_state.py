@@ -137,7 +137,7 @@ def test_safe_state_when_the_run_is_interrupted(tmp_path, sig):
 def test_a_unit_failing_a_precondition_in_setup_is_a_charger_failure_not_an_error(tmp_path):
     probe = write_test(tmp_path, """
         import pytest
-        from rig.errors import ChargerFailure
+        from rig.core.errors import ChargerFailure
 
         @pytest.fixture
         def dead_unit():

@@ -7,20 +7,19 @@ From there on the same drivers run, whatever the bench.
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from rig.clock import Clock, RealClock
-from rig.errors import ChargerFailure, RigFault, SafeStateError, ServiceFaults
-from rig.allure_report import Journal
-from rig.measure import MeasurementLog
-from rig.timeservice import TimeService
-from rig.vehicle import Vehicle
+from rig.core.clock import Clock, RealClock
+from rig.core.errors import ChargerFailure, RigFault, SafeStateError, ServiceFaults
+from rig.bench.journal import Journal
+from rig.core.measure import MeasurementLog
+from rig.bench.timeservice import TimeService
+from rig.bench.vehicle import Vehicle
 
 SAFE_SUPPLY_TOLERANCE_V = 5.0  # how close to nominal the source must read back to call the supply nominal
 # After the safe state, the unit gets this long to notice (unplug, supply back) before a test
 # starts: a test must never measure the previous test's tail.
 SAFE_DWELL_S = 2.0
-# what tests reach through the journal (rig/allure_report.py): the instruments by their rig
+# what tests reach through the journal (rig/bench/journal.py): the instruments by their rig
 # attribute names, and the rig's own actions made of several instrument calls
 JOURNALLED_INSTRUMENTS = ("central", "pilot", "meter", "load", "source", "injector", "led", "console")
 RIG_STEPS = ("safe_state", "verify_safe_state", "await_ready", "configure", "power_cycle", "wait_for_led",
@@ -41,8 +40,8 @@ def open_rig(
     limits_path: str | None = None,
     progress=None,
 ) -> "Rig":
-    from rig import rigfile as rf
-    from rig.requirements import load_limits
+    from rig.core import rigfile as rf
+    from rig.product.requirements import load_limits
 
     path = rf.resolve_rig_path(rig_path)
     rigfile = rf.load_rigfile(path)
@@ -148,9 +147,9 @@ class Rig:
 
     def _journal_calls(self) -> None:
         """Tests see the instruments, the vehicle and the rig's own composite actions through the
-        journal: each call is an Allure step and a timeline event (rig/allure_report.py,
-        rig/timeline.py). The drivers know nothing of it, so a real bench reports the same."""
-        from rig.allure_report import Instrumented, call_title
+        journal: each call is an Allure step and a timeline event (rig/bench/journal.py,
+        rig/reports/timeline.py). The drivers know nothing of it, so a real bench reports the same."""
+        from rig.bench.journal import Instrumented, call_title
 
         for attr in JOURNALLED_INSTRUMENTS:
             setattr(self, attr, Instrumented(getattr(self, attr), attr, self.journal))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from rig.errors import WrongUnit
+from rig.core.errors import WrongUnit
 from rig.results.store import FAIL, INTERRUPTED, NO_TESTS, PASS, RIG_FAULT, WRONG_UNIT
 
 # Exit statuses of an end-of-line run, for a line controller: what to do with the unit, without
@@ -148,7 +148,7 @@ class EndOfLine:
         session.exitstatus = EXIT_STATUS[self.verdict.verdict]
 
     def _write_certificate(self, recorder) -> Path | None:
-        from rig.certificate import write_certificate
+        from rig.station.certificate import write_certificate
 
         try:
             return write_certificate(_reports_dir(self.config), certificate_data(recorder, self.verdict))
@@ -174,7 +174,7 @@ def _reports_dir(config: pytest.Config) -> Path:
 
 
 def certificate_data(recorder, verdict) -> dict:
-    from rig.requirements import load_requirements
+    from rig.product.requirements import load_requirements
     from rig.results.store import utcnow
 
     fields = recorder.run_fields()
@@ -247,7 +247,7 @@ def banner_lines(verdict, recorder, certificate: Path | None, wall_seconds: floa
         counts[t.verdict] = counts.get(t.verdict, 0) + 1
     out.append((f"  unit {fields.get('serial') or '?'}  {fields.get('model') or ''} ({fields.get('variant') or '?'})"
                 f"  firmware {fields.get('firmware') or '?'}", None))
-    out.append((f"  tests: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    out.append(("  tests: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
                 + f"  in {wall_seconds:.1f} s  operator {fields.get('operator') or '?'}  rig {fields.get('rig_name') or '?'}",
                 None))
     if recorder is not None:

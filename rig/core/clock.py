@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from rig.errors import RigFault
+from rig.core.errors import RigFault
 
 US = 1_000_000  # virtual time is kept in integer microseconds: no float drift
 

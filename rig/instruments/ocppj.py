@@ -10,7 +10,7 @@ Three things live here:
   settle accounting, so that on the emulated bench time never moves while a frame is
   in flight.
 
-Settle accounting on a link (see rig/clock.py). Each direction of a connection has its
+Settle accounting on a link (see rig/core/clock.py). Each direction of a connection has its
 own tag, named after the charge point and the client's TCP port, so that a dead
 connection can be forgotten without touching a new one to the same charge point:
 
@@ -45,7 +45,7 @@ from jsonschema import Draft4Validator, FormatChecker
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from rig.clock import Clock
+from rig.core.clock import Clock
 
 log = logging.getLogger(__name__)
 

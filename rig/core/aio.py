@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Coroutine
 
-from rig.errors import ServiceFaults, describe
+from rig.core.errors import ServiceFaults, describe
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from rig.clock import Clock
+from rig.core.clock import Clock
 
 UK = ZoneInfo("Europe/London")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from rig.errors import ChargerFailure
+from rig.core.errors import ChargerFailure
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Callable, TypeVar
 
-from rig.errors import InstrumentError, RigFault
+from rig.core.errors import InstrumentError, RigFault
 
 T = TypeVar("T")
 

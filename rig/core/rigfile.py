@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from rig.errors import RigFileError
+from rig.core.errors import RigFileError
 
 from rig.data import EMULATED, EMULATED_RIG, PROFILES_DIR
 

@@ -9,7 +9,7 @@ Where the data comes from, the same on a real bench as on the emulated one:
 
 * events that exist anyway: contact-sense edges (the pilot box timestamps them), the central
   system's message history, and every call the test makes on the rig (the `Journal` of
-  rig/allure_report.py): actions (pilot.set_state, injector.set_current, source.excursion ...)
+  rig/bench/journal.py): actions (pilot.set_state, injector.set_current, source.excursion ...)
   and the test's own observations (led.observe, meter.snapshot, pilot.measure_cp);
 * samples the recorder takes through the drivers, from the test thread: the clock hands the
   recorder every sleep (`Clock.sampler`), and the recorder cuts it where a sample is due, so
@@ -38,7 +38,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rig.allure_report import call_title, describe, raw
+from rig.bench.journal import call_title, describe, raw
 
 MAX_SAMPLES = 150  # per schedule and test; past it the intervals double
 CP_WINDOW_S = 0.0035  # three and a half PWM periods at 1 kHz: enough for a duty reading

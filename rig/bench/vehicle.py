@@ -6,7 +6,7 @@ settings, the same on a real bench and the emulated one.
 
 from __future__ import annotations
 
-from rig.clock import Clock
+from rig.core.clock import Clock
 
 
 class Vehicle:

@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from rig.errors import RigFileError
+from rig.core.errors import RigFileError
 
 from rig.data import DEFAULT_LIMITS, REQUIREMENTS_FILE
 
