@@ -1,35 +1,17 @@
-"""The rig's OCPP 1.6J central system: the server the charger under test connects to.
+"""The central system's server: listening, connections, answers and calls toward the charger.
+The package docstring (rig/instruments/central_system/__init__.py) says what it gives a test."""
 
-It is an instrument like the meter or the load: the same code serves a real charger on a
-real bench and the emulated charger on the emulated bench. What it gives a test:
-
-* a history of every frame in and out, each with its clock time and whether it is valid
-  OCPP 1.6 (checked against the `ocpp` package's JSON schemas);
-* default answers to everything a charge point sends, and scripted answers per action
-  (accept, pending, reject, delay in clock time, drop, custom payload, CallError);
-* `wait_for(action, ...)` for the test thread, and `call(action, payload)` toward the charger.
-
-Blame: a message that does not arrive, an answer that never comes, a CallError or an
-invalid payload from the charger is the CHARGER's failure (an AssertionError subclass). Only
-the rig failing itself (cannot listen, cannot close its own socket) is an `InstrumentError`.
-
-We do not use `ocpp.ChargePoint` for dispatch: tests need to drop and delay answers in
-clock time, and the emulated bench needs every hop counted for settling (rig/instruments/ocppj.py).
-"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import http
 import datetime
 import itertools
-import json
 import threading
 import time
 import urllib.parse
-from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -41,255 +23,10 @@ from rig.core.aio import LoopThread
 from rig.core.clock import Clock
 from rig.core.errors import InstrumentError, ServiceFaults, describe
 from rig.instruments.ocppj import CALL, CALL_ERROR, CALL_RESULT, CallErrorReply, Frame, Link, Violation
+from rig.instruments.central_system.messages import (BIND_ATTEMPTS, CLOSE_HANDSHAKE_S, CLOSE_TIMEOUT_S, CallErrorReceived, CentralSystemTimeout, ConnectionEvent, IN, INVALID, InvalidOcppMessage, Message, OUT)
+from rig.instruments.central_system.replies import (RETRY_INTERVAL_S, Reply, _Default)
 
-IN = "in"  # charge point -> central system
-OUT = "out"  # central system -> charge point
-INVALID = "Invalid"  # message_type of a websocket message that is not an OCPP-J frame
-
-BIND_ATTEMPTS = 3
-CLOSE_HANDSHAKE_S = 2.0  # real seconds a charger gets to answer our close frame before TCP is cut
-CLOSE_TIMEOUT_S = 10.0  # real seconds to close our own sockets, handshake included
-
-
-# -- what goes wrong on the charger's side -----------------------------------------------------
-
-
-class CentralSystemTimeout(AssertionError):
-    """The charger did not send (or answer) something in time: a charger failure."""
-
-
-class CallErrorReceived(AssertionError):
-    """The charger answered a call from the central system with a CallError."""
-
-    def __init__(self, cp_id: str, action: str, code: str, description: str, details: Any):
-        super().__init__(f"charge point {cp_id} answered {action} with CallError {code}: {description!r}")
-        self.cp_id = cp_id
-        self.action = action
-        self.code = code
-        self.description = description
-        self.details = details
-
-
-class InvalidOcppMessage(AssertionError):
-    """The charger sent something that is not valid OCPP 1.6."""
-
-
-# -- records -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Message:
-    """One websocket message in or out, as the central system saw it."""
-
-    index: int  # position in the history
-    time: float  # clock time when it was received or sent
-    cp_id: str
-    direction: str  # IN (charge point -> central system) | OUT
-    message_type: str  # "Call" | "CallResult" | "CallError" | "Invalid"
-    action: str | None  # for results and errors: the action of the call they answer
-    unique_id: str | None
-    payload: Any  # Call / CallResult payload; None for CallError and Invalid
-    valid: bool
-    error: str | None  # why it is not valid OCPP 1.6 (None when valid)
-    raw: str
-    error_code: str | None = None  # CallError only
-    error_description: str | None = None
-
-    def __str__(self) -> str:
-        what = self.action or "?"
-        body = self.payload if self.message_type != CALL_ERROR_NAME else f"{self.error_code} {self.error_description!r}"
-        flag = "" if self.valid else f"  INVALID: {self.error}"
-        return f"{self.time:.3f} s {self.direction} {self.message_type} {what} {body}{flag}"
-
-
-CALL_ERROR_NAME = ocppj.TYPE_NAMES[CALL_ERROR]
-
-
-@dataclass(frozen=True)
-class ConnectionEvent:
-    time: float
-    cp_id: str
-    kind: str  # "connected" | "disconnected"
-    detail: str  # subprotocol, or why the connection ended
-
-
-# -- scripted replies --------------------------------------------------------------------------
-
-#: charge-point-initiated actions the central system answers by default
-_NOTIFICATIONS = frozenset(
-    {
-        "Heartbeat",
-        "StatusNotification",
-        "MeterValues",
-        "DiagnosticsStatusNotification",
-        "FirmwareStatusNotification",
-        "SecurityEventNotification",
-        "LogStatusNotification",
-    }
-)
-#: actions whose answer carries a status, and the status reject() gives them
-_REJECTED_STATUS = {
-    "BootNotification": "Rejected",
-    "Authorize": "Invalid",
-    "StartTransaction": "Invalid",
-    "StopTransaction": "Invalid",
-    "DataTransfer": "Rejected",
-    "SignCertificate": "Rejected",
-}
-ANSWERED_ACTIONS = _NOTIFICATIONS | frozenset(_REJECTED_STATUS)
-RETRY_INTERVAL_S = 30  # BootNotification Pending/Rejected interval when a test gives none
-
-
-class Reply(ABC):
-    """One scripted way of answering one call from the charge point."""
-
-    def check(self, action: str) -> None:
-        """Raise ValueError if this reply makes no sense for `action` (a mistake in the test)."""
-
-    @abstractmethod
-    def respond(self, cs: "CentralSystem", conn: "_Connection", call: Frame) -> None:
-        """Act on `call` (in the central system's loop thread)."""
-
-
-class _Answer(Reply):
-    """A reply that answers at once with a payload or a CallError."""
-
-    @abstractmethod
-    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply: ...
-
-    def respond(self, cs: "CentralSystem", conn: "_Connection", call: Frame) -> None:
-        cs._send_answer(conn, call, self.answer(cs, call.action))
-
-
-def _only_boot_has_interval(action: str, interval: int | None) -> None:
-    if interval is not None and action != "BootNotification":
-        raise ValueError(f"an interval only belongs in a BootNotification answer, not {action}")
-
-
-@dataclass(frozen=True)
-class Accept(_Answer):
-    interval: int | None = None  # BootNotification only: heartbeat interval (default heartbeat_s)
-
-    def check(self, action: str) -> None:
-        if action not in ANSWERED_ACTIONS:
-            raise ValueError(f"no standard answer to {action}; script custom(payload) instead")
-        _only_boot_has_interval(action, self.interval)
-
-    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
-        return cs._standard_answer(action, "Accepted", self.interval)
-
-
-@dataclass(frozen=True)
-class Pending(_Answer):
-    interval: int = RETRY_INTERVAL_S  # seconds before the charger sends BootNotification again
-
-    def check(self, action: str) -> None:
-        if action != "BootNotification":
-            raise ValueError(f"Pending is a BootNotification status, not one of {action}")
-
-    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
-        return cs._standard_answer(action, "Pending", self.interval)
-
-
-@dataclass(frozen=True)
-class Reject(_Answer):
-    interval: int | None = None  # BootNotification only (default RETRY_INTERVAL_S)
-    status: str | None = None  # override, e.g. "Blocked" for Authorize (default per action)
-
-    def check(self, action: str) -> None:
-        if action not in _REJECTED_STATUS:
-            raise ValueError(f"the answer to {action} has no status to reject with; use call_error()")
-        _only_boot_has_interval(action, self.interval)
-
-    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
-        interval = self.interval if self.interval is not None else RETRY_INTERVAL_S
-        return cs._standard_answer(action, self.status or _REJECTED_STATUS[action], interval)
-
-
-@dataclass(frozen=True)
-class Custom(_Answer):
-    payload: dict  # sent as given, even if invalid (the history flags it)
-
-    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
-        return copy.deepcopy(self.payload)
-
-
-@dataclass(frozen=True)
-class ScriptedCallError(_Answer):
-    code: str
-    description: str = ""
-    details: dict = field(default_factory=dict)
-
-    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
-        return CallErrorReply(self.code, self.description, dict(self.details))
-
-
-@dataclass(frozen=True)
-class Delay(Reply):
-    seconds: float  # clock time, so virtual on the emulated bench
-    then: Reply
-
-    def check(self, action: str) -> None:
-        if self.seconds < 0:
-            raise ValueError(f"cannot answer {action} {self.seconds} s in the past")
-        self.then.check(action)
-
-    def respond(self, cs: "CentralSystem", conn: "_Connection", call: Frame) -> None:
-        ocppj.call_later(cs.clock, cs._loop.loop, self.seconds, lambda: self.then.respond(cs, conn, call))
-
-
-@dataclass(frozen=True)
-class Drop(Reply):
-    def respond(self, cs: "CentralSystem", conn: "_Connection", call: Frame) -> None:
-        return None  # never answer: the charger's own timeout must cope
-
-
-class _Default(_Answer):
-    """What the central system answers when nothing is scripted."""
-
-    def answer(self, cs: "CentralSystem", action: str) -> dict | CallErrorReply:
-        if action in ANSWERED_ACTIONS:
-            return cs._standard_answer(action, "Accepted", None)
-        if ocppj.has_schema(action):
-            return CallErrorReply("NotSupported", f"the rig's central system does not handle {action}")
-        return CallErrorReply("NotImplemented", f"{action} is not an OCPP 1.6 action")
-
-
-def accept(interval: int | None = None) -> Accept:
-    """Accepted (BootNotification: `interval` = heartbeat interval, default heartbeat_s)."""
-    return Accept(interval)
-
-
-def pending(interval: int = RETRY_INTERVAL_S) -> Pending:
-    """BootNotification Pending; the charger should boot again after `interval` s."""
-    return Pending(interval)
-
-
-def reject(interval: int | None = None, status: str | None = None) -> Reject:
-    """Rejected / Invalid (per action); BootNotification: retry after `interval` s."""
-    return Reject(interval, status)
-
-
-def delay(seconds: float, then: Reply | None = None) -> Delay:
-    """Answer `seconds` of clock time later with `then` (default accept())."""
-    return Delay(seconds, then if then is not None else _Default())
-
-
-def drop() -> Drop:
-    """Never answer."""
-    return Drop()
-
-
-def custom(payload: dict) -> Custom:
-    """Answer with exactly `payload`."""
-    return Custom(payload)
-
-
-def call_error(code: str, description: str = "", details: dict | None = None) -> ScriptedCallError:
-    """Answer with a CallError (`code` must be an OCPP 1.6 error code)."""
-    CallErrorReply(code)  # validates the code now, in the test, not later in the loop
-    return ScriptedCallError(code, description, details or {})
-
+from rig.instruments.central_system.history import History
 
 # -- the server --------------------------------------------------------------------------------
 
@@ -399,7 +136,7 @@ def _port(value) -> int:
     return 0 if value in (None, "", "auto") else int(value)
 
 
-class CentralSystem:
+class CentralSystem(History):
     """OCPP 1.6J central system in its own asyncio loop thread.
 
     Config keys: host (default 127.0.0.1), port (0 or "auto" = any free), path_prefix
@@ -664,55 +401,6 @@ class CentralSystem:
         conn.awaited.clear()
         link.release()
 
-    # -- history -----------------------------------------------------------------------------
-    def history(
-        self, action: str | None = None, direction: str | None = None, cp_id: str | None = None
-    ) -> list[Message]:
-        """Every frame so far, oldest first, optionally only one action / direction / charger."""
-        with self._lock:
-            return [
-                m
-                for m in self._history
-                if (action is None or m.action == action)
-                and (direction is None or m.direction == direction)
-                and (cp_id is None or m.cp_id == cp_id)
-            ]
-
-    def mark(self) -> int:
-        """A history index to pass as `after=` to see only what comes from now on."""
-        with self._lock:
-            return len(self._history)
-
-    def assert_valid(self, message: Message) -> Message:
-        """Fail (the charger) if `message` is not valid OCPP 1.6."""
-        if not message.valid:
-            raise InvalidOcppMessage(
-                f"{message.message_type} {message.action or ''} from charge point {message.cp_id} "
-                f"at {message.time:.3f} s is not valid OCPP 1.6: {message.error}"
-            )
-        return message
-
-    def _record(self, conn: _Connection, direction: str, kind: str, frame: Frame | None, action: str | None,
-                violation: Violation | str | None, raw: str) -> Message:
-        with self._lock:
-            message = Message(
-                index=len(self._history),
-                time=self.clock.now(),
-                cp_id=conn.cp_id,
-                direction=direction,
-                message_type=kind,
-                action=action,
-                unique_id=frame.unique_id if frame else None,
-                payload=frame.payload if frame else None,
-                valid=violation is None,
-                error=None if violation is None else str(violation),
-                raw=raw if isinstance(raw, str) else repr(raw),
-                error_code=frame.error_code if frame else None,
-                error_description=frame.error_description if frame else None,
-            )
-            self._history.append(message)
-        return message
-
     # -- charge-point-initiated calls ------------------------------------------------------------
     def script(self, action: str, *replies: Reply) -> None:
         """Queue answers for the next calls of `action`; once they are used the default applies."""
@@ -729,71 +417,6 @@ class CentralSystem:
                 self._scripts.clear()
             else:
                 self._scripts.pop(action, None)
-
-    def wait_for(
-        self,
-        action: str,
-        predicate: Callable[[dict], bool] | None = None,
-        timeout: float = 60.0,
-        after: int | float | Message | None = None,
-        since: float | None = None,
-        cp_id: str | None = None,
-    ) -> Message:
-        """The first call of `action` from the charger (whose payload satisfies `predicate`).
-
-        Looks at the whole history unless narrowed by `after`: an int is a history index from
-        mark(), a float a clock time (messages at or after it, like `since`), a Message means
-        only later ones. Waits in clock time.
-        """
-        if isinstance(after, float):
-            after, since = None, after if since is None else max(since, after)
-        start = self._start_index(after)
-        found: list[Message] = []
-
-        def arrived() -> bool:
-            found[:] = self._matching_calls(action, predicate, start, since, cp_id)[:1]
-            return bool(found)
-
-        if not self._wait(arrived, timeout, f"waiting for the charger to send {action}"):
-            raise CentralSystemTimeout(self._what_arrived(action, predicate, timeout, start, since, cp_id))
-        return found[0]
-
-    def _start_index(self, after: int | Message | None) -> int:
-        if after is None:
-            return 0
-        if isinstance(after, Message):
-            return after.index + 1
-        return int(after)
-
-    def _calls_in(self, start: int, since: float | None, cp_id: str | None) -> list[Message]:
-        with self._lock:
-            window = self._history[start:]
-        return [
-            m
-            for m in window
-            if m.direction == IN
-            and m.message_type == "Call"
-            and (since is None or m.time >= since)
-            and (cp_id is None or m.cp_id == cp_id)
-        ]
-
-    def _matching_calls(self, action, predicate, start, since, cp_id) -> list[Message]:
-        return [
-            m
-            for m in self._calls_in(start, since, cp_id)
-            if m.action == action and (predicate is None or _satisfies(predicate, m.payload))
-        ]
-
-    def _what_arrived(self, action, predicate, timeout, start, since, cp_id) -> str:
-        wanted = action + (" matching the condition" if predicate is not None else "")
-        calls = self._calls_in(start, since, cp_id)
-        if not calls:
-            seen = "nothing"
-        else:
-            seen = "; ".join(f"{m.time:.3f} s {m.action} {json.dumps(m.payload)[:160]}" for m in calls[-20:])
-            if len(calls) > 20:
-                seen = f"(last 20 of {len(calls)}) " + seen
-        return f"the charger did not send {wanted} within {timeout:g} s; it sent: {seen}"
 
     def _on_message(self, conn: _Connection, text: str | bytes) -> None:
         """One websocket message from the charger (loop thread). An exception here is the central
@@ -954,11 +577,3 @@ class CentralSystem:
         if predicate():
             return True
         return self.clock.wait_until(predicate, timeout, self.poll_s, reason) is not None
-
-
-def _satisfies(predicate: Callable[[dict], bool], payload: Any) -> bool:
-    """A predicate that trips over a malformed payload (KeyError...) simply does not match it."""
-    try:
-        return bool(predicate(payload))
-    except (KeyError, TypeError, IndexError, AttributeError, ValueError):
-        return False
