@@ -162,7 +162,7 @@ class EnergyMeter(Protocol):
 
 @dataclass(frozen=True)
 class MeterSettings(rigfile.Meter):
-    """The rig-file [meter] section, checked: the fields of `rig.rigfile.Meter`, read from a dict."""
+    """The rig-file [meter] section, checked: the fields of `rig.core.rigfile.Meter`, read from a dict."""
 
     @classmethod
     def from_config(cls, name: str, config: dict) -> "MeterSettings":

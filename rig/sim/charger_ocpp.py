@@ -1,0 +1,381 @@
+"""The emulated charger's network and OCPP side: power-up and boot, connecting to the central
+system, what it sends (BootNotification, Heartbeat, status, the transaction messages with their
+offline queue) and how it answers what the central system asks. A mixin of `EmulatedCharger`
+(rig/sim/charger.py), which holds the state it works on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from rig.sim import firmware_timing as T
+
+#: OCPP CallError codes are the central system's verdict on a message: resending cannot help.
+#: The client's own codes (timeout, connection lost, not connected) mean "try again later".
+_RETRY_LATER = ("Timeout", "ConnectionClosed", "NotConnected")
+
+
+def iso(when: datetime) -> str:
+    """An OCPP timestamp (UTC, milliseconds) from the unit's real-time clock."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class QueuedMessage:
+    """A transaction message waiting for the central system (offline: regs 7, sent on reconnect)."""
+
+    action: str
+    build: Callable[[], dict | None]  # the payload when sent (a StopTransaction learns its id late)
+    on_result: Callable[[dict], None]
+
+
+class ChargerOcpp:
+    """Mixin: the charger's boot, connection and OCPP messages."""
+
+    # ------------------------------------------------------------------ power and boot
+    def _power_on(self) -> None:
+        self._power_epoch += 1
+        self.powered, self.booting = True, True
+        self.registration, self.network_up = "none", False
+        self.session, self.fault, self.fault_kind, self.status_sent = None, None, None, None
+        self.finishing = False
+        self.tx_in_flight = False
+        self.firmware.power_cycled()
+        self.modes.session_ended()
+        if not self.plant.earth_closed:
+            with self.plant.change("contactor"):
+                self.plant.earth_closed = True  # the PEN relay closes PE again at power-up
+        self.cp_state = "A"
+        self._set_generator("off")
+        self._show("rainbow", "rainbow")
+        self._later("boot", T.SELF_TEST_S, self._self_test_done)
+
+    def _power_off(self) -> None:
+        self._power_epoch += 1
+        self.pen.power_cycled()
+        for key in list(self._timers):
+            self._cancel(key)
+        self.powered = self.booting = False
+        self.network_up = False
+        self.registration = "none"
+        with self.plant.change("contactor"):
+            self.plant.line_closed = self.plant.neutral_closed = False
+        self._set_generator("off")
+        self._show("off", "solid")
+        if self.client is not None:
+            self.client.close()
+
+    def _self_test_done(self) -> None:
+        self.booting = False
+        self._set_generator("steady")
+        self.cp_state = self._read_cp()
+        if self.cp_state != "A":
+            self._plugged_in()  # a vehicle stayed plugged in through the power loss: a new session
+        self._later("network", T.NETWORK_UP_S, self._network_up)
+        self._update_led()
+
+    def _network_up(self) -> None:
+        net = getattr(self, "net", None)  # rig.sim.charger_network.UnitNetwork, when the rig is the network
+        if net is None:
+            self.network_up = True
+            self._connect()
+            return
+
+        def ready() -> None:  # DHCP lease and NTP done (under plant.lock, on the clock)
+            self.network_up = True
+            self._connect()
+
+        net.bring_up(ready)
+
+    def _connect(self) -> None:
+        if self.central_url is None:
+            self._update_led()
+            return
+        from rig.sim.ocpp_client import OcppClient  # the transport; imported late to keep start-up light
+
+        net = getattr(self, "net", None)
+        if self.client is None:
+            self.client = OcppClient(
+                self.clock,
+                self.loop,
+                self.central_url,
+                self.serial,
+                on_call=self._on_ocpp_call,
+                on_connected=self._on_connected,
+                on_disconnected=self._on_disconnected,
+                headers=net.client_headers() if net is not None else None,
+            )
+        if net is None:
+            self.client.connect()
+        else:  # resolve (and re-sync the clock if TLS failed on time), then TLS; no address: retry later
+            from urllib.parse import urlsplit
+
+            net.connect_ocpp(self.client, urlsplit(self.central_url).hostname,
+                             on_fail=lambda: self._later("reconnect", T.RECONNECT_S, self._reconnect))
+        self._update_led()
+
+    def _on_connected(self) -> None:
+        with self.plant.lock:
+            self._send_boot_notification()
+            self._update_led()
+            if self.defect == "chatty-heartbeat":  # its own diagnostic heartbeat, whatever the interval
+                from rig.sim.charger_network import CHATTY_HEARTBEAT_S, chatty_heartbeat
+
+                def chatter() -> None:
+                    self._send("DataTransfer", chatty_heartbeat(self.serial))
+                    self._later("chatty-heartbeat", CHATTY_HEARTBEAT_S, chatter)
+
+                self._later("chatty-heartbeat", CHATTY_HEARTBEAT_S, chatter)
+
+    def _on_disconnected(self) -> None:
+        with self.plant.lock:
+            if self.registration != "accepted":
+                self.registration = "none"  # an accepted unit stays registered across reconnects
+            self.status_sent = None
+            self._update_led()
+            if self.powered:
+                self.clock.call_later_threadsafe(self.loop.loop, T.RECONNECT_S, self._reconnect)
+
+    def _reconnect(self) -> None:
+        with self.plant.lock:
+            if self.powered and self.client is not None and not self.client.connected:
+                if getattr(self, "net", None) is not None and self.network_up:
+                    self._connect()  # through the network stack: DNS, NTP if the clock is in doubt, TLS
+                elif getattr(self, "net", None) is None:
+                    self.client.connect()
+
+    @property
+    def online(self) -> bool:
+        return self.client is not None and self.client.connected
+
+    # ------------------------------------------------------------------ OCPP out
+    def _send(self, action: str, payload: dict, on_result=None) -> None:
+        if not self.online:
+            return
+        self.client.call(action, payload, on_result or (lambda _p: None), on_error=lambda *_: None)
+
+    def _send_boot_notification(self) -> None:
+        payload = {
+            "chargePointVendor": self.profile["product"]["vendor"],
+            "chargePointModel": self.model["ocpp_model"],
+            "chargePointSerialNumber": self.serial,
+            "firmwareVersion": self.firmware.version,
+        }
+        self._send("BootNotification", payload, self._on_boot_result)
+
+    def _on_boot_result(self, payload: dict) -> None:
+        with self.plant.lock:
+            status, interval = payload.get("status"), int(payload.get("interval") or 0)
+            self._set_rtc(payload.get("currentTime"))
+            if status == "Accepted":
+                self.registration = "accepted"
+                self.config.values["HeartbeatInterval"] = str(interval)
+                if interval > 0:
+                    self._later("heartbeat", interval, self._heartbeat)
+                self._report_status(force=True)
+                self._evaluate_cp()
+                self._pump_tx()  # transaction messages kept while offline go out now, in order
+            else:
+                self.registration = "pending" if status == "Pending" else "rejected"
+                if self.defect == "pending-sends-status":
+                    self._report_status(force=True)  # the bug: reports as if it had been accepted
+                retry = interval or T.DEFAULT_BOOT_RETRY_S
+                self._later("boot-retry", retry, self._send_boot_notification)
+            self._update_led()
+
+    def _heartbeat(self) -> None:
+        self._send_heartbeat()
+        interval = int(self.config.number("HeartbeatInterval", 0))
+        if interval > 0:
+            self._later("heartbeat", interval, self._heartbeat)
+
+    def _send_heartbeat(self) -> None:
+        self._send("Heartbeat", {}, self._on_heartbeat_result)
+
+    def _on_heartbeat_result(self, payload: dict) -> None:
+        with self.plant.lock:
+            self._set_rtc(payload.get("currentTime"))
+
+    # ------------------------------------------------------------------ transaction messages
+    def _send_tx(self, action: str, build: Callable[[], dict | None], on_result=None) -> None:
+        """Start/StopTransaction: kept in order while the central system cannot hear them."""
+        self.tx_queue.append(QueuedMessage(action, build, on_result or (lambda _p: None)))
+        self._pump_tx()
+
+    def _pump_tx(self) -> None:
+        if self.tx_in_flight or not self.tx_queue or not self.online or self.registration != "accepted":
+            return
+        head = self.tx_queue[0]
+        payload = head.build()
+        if payload is None:  # nothing left to say (a stop for a start the central system refused)
+            self.tx_queue.popleft()
+            self._pump_tx()
+            return
+        self.tx_in_flight = True
+
+        def done(answer: dict) -> None:
+            with self.plant.lock:
+                self._tx_finished(head)
+                head.on_result(answer)
+                self._pump_tx()
+
+        def failed(code: str, _description: str) -> None:
+            with self.plant.lock:
+                if code in _RETRY_LATER:
+                    self.tx_in_flight = False  # kept: resent after the next accepted boot
+                    return
+                self._tx_finished(head)
+                self._pump_tx()
+
+        self.client.call(head.action, payload, done, on_error=failed)
+
+    def _tx_finished(self, head: QueuedMessage) -> None:
+        self.tx_in_flight = False
+        if self.tx_queue and self.tx_queue[0] is head:
+            self.tx_queue.popleft()
+
+    # ------------------------------------------------------------------ status
+    def _report_status(self, force: bool = False) -> None:
+        status = self._connector_status()
+        if self.defect == "no-preparing-status" and status == "Preparing":
+            status = "Available"
+        self.status = status
+        may_send = self.registration == "accepted" or (
+            self.defect == "pending-sends-status" and self.registration == "pending")
+        if not may_send or (status == self.status_sent and not force):
+            return
+        self.status_sent = status
+        self._send(
+            "StatusNotification",
+            {
+                "connectorId": 1,
+                "errorCode": self.fault or "NoError",
+                "status": status,
+                "timestamp": iso(self.rtc_now()),
+            },
+        )
+
+    def _connector_status(self) -> str:
+        if self.fault:
+            return "Faulted"
+        if self.locked:
+            return self.profile["lock"]["locked_status"]
+        if self.cp_state == "A":
+            return "Finishing" if self.finishing else "Available"
+        if self.contactor_closed:
+            return "Charging"
+        if self.session and self._waiting() is not None:
+            return "SuspendedEVSE"  # the unit, not the vehicle, is holding the energy back
+        if self.session and self.session.start_requested_sent:
+            return "SuspendedEV" if self.generator_on_pwm else "SuspendedEVSE"
+        return "Preparing"
+
+    def _waiting(self) -> str | None:
+        """Why a plugged-in vehicle is held back although nothing is wrong: the mode's waits
+        ("delay", "peak", "schedule", "sense", "done") or a firmware installation ("firmware")."""
+        if self.session is None or self.cp_state == "A" or self.fault or self.session.stopped:
+            return None
+        if self.firmware.installing:
+            return "firmware"
+        if self._blocked_reason() is not None:
+            return None
+        reason = self.modes.waiting_reason()
+        return reason if reason in ("delay", "peak", "schedule", "sense", "done") else None
+
+    # ------------------------------------------------------------------ OCPP in
+    def _on_ocpp_call(self, action: str, payload: dict) -> dict:
+        from rig.sim.ocpp_client import CallErrorReply
+
+        with self.plant.lock:
+            if self.registration == "rejected":
+                # OCPP 1.6 4.2: a rejected charge point does not act on central system messages;
+                # the transport must answer something, so it is the least it can say
+                return CallErrorReply("SecurityError", "not accepted by the central system")
+            handler = getattr(self, f"_ocpp_{action}", None)
+            if handler is None:
+                return CallErrorReply("NotImplemented", f"{action} not supported")
+            return handler(payload)
+
+    def _ocpp_ChangeConfiguration(self, payload: dict) -> dict:
+        key, value = payload["key"], payload["value"]
+        if key in self.config.readonly:
+            return {"status": "Rejected"}
+        if key not in self.config.values:
+            return {"status": "NotSupported"}
+        if not self.modes.validate(key, value):
+            return {"status": "Rejected"}
+        self.modes.before_config_change(key, self.config.values[key], value)
+        self.config.values[key] = value
+        self._later(f"config:{key}", 0.0, self._reconsider_offer)
+        return {"status": "Accepted"}
+
+    def _ocpp_GetConfiguration(self, payload: dict) -> dict:
+        wanted = payload.get("key") or list(self.config.values)
+        known = [
+            {"key": k, "readonly": k in self.config.readonly, "value": self.config.values[k]}
+            for k in wanted
+            if k in self.config.values
+        ]
+        unknown = [k for k in wanted if k not in self.config.values]
+        reply: dict = {"configurationKey": known}
+        if unknown:
+            reply["unknownKey"] = unknown
+        return reply
+
+    def _ocpp_TriggerMessage(self, payload: dict) -> dict:
+        what = payload["requestedMessage"]
+        if what == "StatusNotification":
+            self._later("trigger", 0.0, lambda: self._report_status(force=True))
+        elif what == "Heartbeat":
+            self._later("trigger", 0.0, self._send_heartbeat)
+        elif what == "BootNotification":
+            self._later("trigger", 0.0, self._send_boot_notification)
+        else:
+            return {"status": "NotImplemented"}
+        return {"status": "Accepted"}
+
+    def _ocpp_RemoteStartTransaction(self, payload: dict) -> dict:
+        if self.session is None or self.fault:
+            return {"status": "Rejected"}
+        self.session.id_tag = payload["idTag"]
+        self.session.start_requested = True
+        self._later("reconsider", 0.0, self._reconsider_offer)
+        return {"status": "Accepted"}
+
+    def _ocpp_RemoteStopTransaction(self, payload: dict) -> dict:
+        s = self.session
+        if s is None or s.transaction_id != payload["transactionId"]:
+            return {"status": "Rejected"}
+        self._later("remote-stop", 0.0, lambda: self._stop_transaction("Remote"))
+        return {"status": "Accepted"}
+
+    def _ocpp_ChangeAvailability(self, payload: dict) -> dict:
+        if payload["connectorId"] not in (0, 1):
+            return {"status": "Rejected"}
+        locked = payload["type"] == "Inoperative"
+        self._later("lock", 0.0, lambda: self._set_locked(locked))
+        return {"status": "Accepted"}
+
+    def _ocpp_DataTransfer(self, payload: dict) -> dict:
+        k = self.ocpp_keys
+        if payload["vendorId"] != k["vendor_id"]:
+            return {"status": "UnknownVendorId"}
+        message, data = payload.get("messageId"), payload.get("data")
+        if message == k["datatransfer_skip_delay"]:
+            self._later("skip-delay", 0.0, self.modes.skip_delay)
+            return {"status": "Accepted"}
+        if message == k["datatransfer_set_tariff"]:
+            return {"status": "Accepted" if self.modes.set_tariff(data) else "Rejected"}
+        if message == k["datatransfer_set_sense_target"]:
+            return {"status": "Accepted" if self.modes.set_target(data) else "Rejected"}
+        if message == k["datatransfer_get_sense_plan"]:
+            return self.modes.plan_answer()
+        return {"status": "UnknownMessageId"}
+
+    def _ocpp_UpdateFirmware(self, payload: dict) -> dict:
+        return self.firmware.request(payload)
+
+    def _ocpp_Reset(self, payload: dict) -> dict:
+        self._later("reset", 1.0, lambda: (self._power_off(), self._later("supply", 0.5, self._check_supply)))
+        return {"status": "Accepted"}
