@@ -71,7 +71,7 @@ def _wants_timeline(config: pytest.Config) -> bool:
 
 def close_timeline(item: pytest.Item, failed: bool = True) -> None:
     """End the test's timeline: CSV and PNG under <reports>/timelines/ and attached to Allure."""
-    from rig.reports import timeline
+    from rig.reports import timeline_plot as timeline
     from rig.bench.journal import allure_active
     from rig.reports.allure import attach, reserver
 

@@ -212,7 +212,7 @@ def attach(body, name: str, kind: str) -> None:
 
 
 def reserver(results_dir):
-    """`reserve(name, kind)` for rig.timeline.close: registers an attachment on the running test
+    """`reserve(name, kind)` for rig.reports.timeline_plot.close: registers an attachment on the running test
     now and returns the path its file must be written to later (by the PNG worker)."""
     if results_dir is None or _allure() is None:
         return None

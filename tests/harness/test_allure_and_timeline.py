@@ -125,7 +125,7 @@ def test_sampling_takes_no_simulated_time_and_thins_out_over_a_long_wait():
     from rig.bench.rig import open_rig
     from rig.reports.timeline import TimelineRecorder
 
-    rig = open_rig(None, PROJECT, seed=1)
+    rig = open_rig(None, seed=1)
     try:
         rig.await_ready()
         recorder = TimelineRecorder(rig, "probe").start()
@@ -184,8 +184,8 @@ def test_progress_reaches_the_terminal(tmp_path):
     probe.write_text(
         "from rig.core.clock import RealClock\n"
         "def test_wait(request):\n"
-        "    from rig.plugin import _progress_printer\n"
-        "    clock = RealClock(progress=_progress_printer(request.config), progress_after_s=0.2, progress_every_s=0.1)\n"
+        "    from rig.plugin.fixtures import progress_printer\n"
+        "    clock = RealClock(progress=progress_printer(request.config), progress_after_s=0.2, progress_every_s=0.1)\n"
         "    clock.wait_until(lambda: False, 0.4, poll=0.05, reason='waiting for the unit to reboot')\n"
     )
     result = run_pytest([str(probe), "-s"], tmp_path)

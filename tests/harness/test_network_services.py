@@ -23,7 +23,8 @@ from rig.network import dns as N
 from rig.network import ntp as T
 from rig.network.pcap import read_pcap, tcp_packet, udp_packet, PcapWriter
 from rig.network.services import NetworkServices
-from rig.sim.charger_network import EmulatedLink, UnitNetwork, unit_password
+from rig.sim.charger_network import UnitNetwork, unit_password
+from rig.sim.emulated_link import EmulatedLink
 
 BASE = "127.61.{}."
 
