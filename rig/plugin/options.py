@@ -126,8 +126,10 @@ def reports_dir(config: pytest.Config) -> Path:
 
 
 def rig_summary(config: pytest.Config) -> dict:
+    from rig.core.rigfile import resolve_rig_path
+
     return {
-        "rig_file": config.getoption("--rig"),
+        "rig_file": str(resolve_rig_path(config.getoption("--rig"))),
         "model": config.getoption("--sim-model"),
         "seed": config.getoption("--sim-seed"),
         "defect": config.getoption("--sim-defect"),

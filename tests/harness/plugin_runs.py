@@ -48,7 +48,11 @@ def child_env(journal: Path | None = None) -> dict:
 
 
 def pytest_cmd(args: list[str], reports: Path) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rig-reports", str(reports), *args]
+    """pytest as a station runs it. A probe file outside the checkout has no ini file of its own, so
+    the rig is asked for on the command line (`--rig emulated`), as any user of the plugin does."""
+    rig = [] if any(a == "--rig" or a.startswith("--rig=") for a in args) else ["--rig", "emulated"]
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *rig, "--rig-reports", str(reports),
+            *args]
 
 
 def run_pytest(args: list[str], tmp: Path, journal: Path | None = None, timeout: float = 300) -> Run:

@@ -95,7 +95,7 @@ def test_the_report_header_names_bench_model_seed_and_defect(pytester):
     pytester.makepyfile(test_x="def test_x():\n    pass\n")
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--rig", "emulated", "--sim-model", "PS7",
                                           "--sim-seed", "5", "--sim-defect", "stuck-white")
-    result.stdout.fnmatch_lines(["rig: *emulated*, model PS7, seed 5, defect stuck-white",
+    result.stdout.fnmatch_lines(["rig: *emulated.toml, model PS7, seed 5, defect stuck-white",
                                  "rig: run *, reports in *"])
 
 
