@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -101,8 +102,12 @@ def test_the_report_header_names_bench_model_seed_and_defect(pytester):
 
 # ---------------------------------------------------------------------- the wheel, outside the checkout
 def test_a_wheel_installed_outside_the_checkout_runs_the_spec_suite_to_a_report(tmp_path):
+    # built from a copy: the build must not leave build/ or egg-info in the checkout other tests read
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "reports", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", ".tox"))
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
                    check=True, capture_output=True, timeout=600)
     (wheel,) = dist.glob("plugstream_rig-*.whl")
     env_dir = tmp_path / "venv"
