@@ -94,9 +94,9 @@ class Clock(ABC):
     def _wait_progress(self, reason: str | None, elapsed: float, total: float, done: bool = False) -> None:
         """Where a long wait stands (a real bench shows it; simulated time needs no progress)."""
 
-    #: rig.allure_report's wait step: called as observer(poll_until, predicate, timeout, poll, reason)
+    #: rig.bench.journal's wait step: called as observer(poll_until, predicate, timeout, poll, reason)
     wait_observer: Callable | None = None
-    #: rig.timeline's sampler: `sampler.sleep(clock, seconds, reason, plain_sleep)` takes the test's
+    #: rig.reports.timeline's sampler: `sampler.sleep(clock, seconds, reason, plain_sleep)` takes the test's
     #: sleep in pieces to read the instruments at its sample times; it never adds time to a test
     sampler = None
 

@@ -183,6 +183,7 @@ class MeterSettings(rigfile.Meter):
             stopbits=_int(name, config, "stopbits", 1),
             unit=_int(name, config, "unit", 1),
             timeout_s=float(config.get("timeout_s", 0.5)),
+            attempts=_int(name, config, "attempts", 3),
         )
 
 
@@ -204,14 +205,13 @@ def _int(name: str, config: dict, key: str, default: int | None) -> int:
 class Meter:
     """Eastron SDM630 / SDM120 driver. `Meter(name, config, clock)`, then `open()`."""
 
-    #: tries per reading, each with a reconnect before it; the worst case is
-    #: attempts x timeout_s of real time before InstrumentError
-    attempts = 3
-
     def __init__(self, name: str, config: dict, clock: Clock):
         self.name = name
         self.clock = clock
         self.settings = MeterSettings.from_config(name, config)
+        #: tries per reading (rig file meter.attempts), each with a reconnect before it; the worst
+        #: case is attempts x timeout_s of real time before InstrumentError
+        self.attempts = self.settings.attempts
         self.model = self.settings.model
         self.phases = len(REGISTER_MAPS[self.model]["voltage"])
         self._client: ModbusSerialClient | ModbusTcpClient | None = None

@@ -113,8 +113,8 @@ class PilotBox:
     cp_capture, sense_n, sense_pe, sense_l1} and optional pins.sense_l2 / sense_l3;
     pp_ladder.codes (8 ohm values, 0 = open); adc.{chip, spi_port, spi_device,
     cp_high_channel, cp_low_channel, volts_per_count, offset_volts} and optional
-    adc.samples (readings averaged per level, default 3); optional sense_pull_up
-    (None: actively driven lines) and sense_active_high (default true).
+    adc.samples (readings averaged per level, default 3); sense_pull ("none": actively driven
+    lines, "up", "down") and sense_active_high (default true, for sense_pull "none").
     """
 
     def __init__(self, name: str, config: dict, clock: Clock, pin_factory=None):
@@ -227,7 +227,8 @@ class PilotBox:
         f = self.factory
         for relay in RELAYS:
             self._relays[relay] = OutputDevice(pins[relay], initial_value=False, pin_factory=f)
-        pull_up = self.config.get("sense_pull_up")  # None: the sense lines are actively driven
+        # "none": the sense lines are actively driven (gpiozero wants pull_up=None and a stated level)
+        pull_up = {"none": None, "up": True, "down": False}[str(self.config.get("sense_pull", "none"))]
         active = None if pull_up is not None else bool(self.config.get("sense_active_high", True))
         # a pulled-up opto line is active low, a pulled-down one active high (gpiozero's rule)
         self._sense_active_level = (not pull_up) if pull_up is not None else active

@@ -99,6 +99,9 @@ class ScpiSession:
         self.resource_name = str(config["resource"])
         self.timeout_s = float(config.get("timeout_s", 2.0))
         self.attempts = int(config.get("attempts", 3))
+        # "@py": pyvisa-py (pure Python: TCP sockets, serial); "": the system's VISA (NI-VISA, Keysight
+        # IO Libraries) for USB-TMC and GPIB; or the path of a VISA library
+        self.visa_library = str(config.get("visa_library", "@py"))
         self.identity: str | None = None
         self._resource = None  # the live pyvisa resource, None when the link is down
         self._pending: str | None = None  # a message to put in front of the next one
@@ -129,7 +132,7 @@ class ScpiSession:
         import pyvisa
 
         try:
-            rm = pyvisa.ResourceManager("@py")
+            rm = pyvisa.ResourceManager(self.visa_library)
             # The manager is shared process-wide by pyvisa: close resources, never the manager.
             self._resource = rm.open_resource(
                 self.resource_name,

@@ -105,7 +105,9 @@ class SerialLineDriver:
     # -- the link -------------------------------------------------------------------------------
     def _connect(self) -> None:
         self._lost = None
-        self._serial = serial.Serial(self.port, self.baudrate, timeout=READ_POLL_S, write_timeout=self.timeout_s)
+        # serial_for_url: a device path, or rfc2217:// and socket:// for serial-over-LAN adapters
+        self._serial = serial.serial_for_url(self.port, self.baudrate, timeout=READ_POLL_S,
+                                             write_timeout=self.timeout_s)
         self._serial.reset_input_buffer()
 
     def _disconnect(self) -> None:

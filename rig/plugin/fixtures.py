@@ -5,6 +5,7 @@ in sessions that use the rig (rig/plugin/__init__.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -131,17 +132,29 @@ def _skip_if_not_applicable(request: pytest.FixtureRequest, rig) -> None:
 
 
 def progress_printer(config: pytest.Config):
-    """Long real-bench waits, one line each time the clock reports (it throttles to every 5 s)."""
+    """Long real-bench waits on the terminal as they happen (the clock reports every few seconds).
+
+    pytest captures the test's output at the file-descriptor level, so a plain write would only
+    show in the captured-output section after the test: the capture is suspended for each line.
+    On a terminal the wait is one line updated in place; in a log, one line per report."""
     from rig.bench.journal import progress_line
 
     tr = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.getplugin("capturemanager")
+    tty = tr is not None and tr.isatty()
 
     def show(reason: str, elapsed: float, total: float, done: bool = False) -> None:
         line = progress_line(reason, elapsed, total, done)
-        if tr is not None:
-            tr.ensure_newline()
-            tr.write_line(line, flush=True)
-        else:
-            sys.stderr.write(line + "\n")
+        log.info("%s", line)
+        with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
+            if tr is None:
+                sys.stderr.write(line + "\n")
+            elif tty:
+                tr.write("\r" + line.ljust(tr._tw.fullwidth - 1)[: tr._tw.fullwidth - 1], flush=True)
+                if done:
+                    tr.write("\n")
+            else:
+                tr.ensure_newline()
+                tr.write_line(line, flush=True)
 
     return show

@@ -32,7 +32,7 @@ P_USES_RIG, P_UNIT, P_WRONG_UNIT = "uses_rig", "unit", "wrong_unit"
 
 def register(config: pytest.Config, reports_dir: Path, run_record=None) -> None:
     """Called from the rig plugin's pytest_configure, in every process. `run_record` is the
-    run's RunRecord (rig.report), whose merged verdicts the store takes over."""
+    run's RunRecord (rig.reports.run_record), whose merged verdicts the store takes over."""
     config.pluginmanager.register(UnitProbe(), "plugstream_unit_probe")
     if hasattr(config, "workerinput") or config.option.help or config.option.collectonly:
         return

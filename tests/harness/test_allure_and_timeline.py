@@ -188,6 +188,9 @@ def test_progress_reaches_the_terminal(tmp_path):
         "    clock = RealClock(progress=progress_printer(request.config), progress_after_s=0.2, progress_every_s=0.1)\n"
         "    clock.wait_until(lambda: False, 0.4, poll=0.05, reason='waiting for the unit to reboot')\n"
     )
-    result = run_pytest([str(probe), "-s"], tmp_path)
-    assert result.returncode == 0, result.output[-2000:]
-    assert "[rig] waiting for the unit to reboot:" in result.output and "s left" in result.output
+    for capture in ("-s", "--capture=fd"):  # live under pytest's default capture too, not after the test
+        result = run_pytest([str(probe), capture, "-rA"], tmp_path)
+        assert result.returncode == 0, result.output[-2000:]
+        assert "[rig] waiting for the unit to reboot:" in result.output and "s left" in result.output
+        captured = result.output.split("Captured", 1)[1] if "Captured" in result.output else ""
+        assert "[rig] waiting for the unit to reboot" not in captured, "the progress was held back until the end"

@@ -125,7 +125,7 @@ def test_emulated_file_keeps_auto_and_reads_as_dicts():
     assert rig.bench.emulated
     meter = rig.section("meter")
     assert meter == {"model": "SDM630", "transport": "rtu", "port": "auto", "host": "127.0.0.1",
-                     "baudrate": 9600, "parity": "N", "stopbits": 1, "unit": 1, "timeout_s": 0.5}
+                     "baudrate": 9600, "parity": "N", "stopbits": 1, "unit": 1, "timeout_s": 0.5, "attempts": 3}
     assert rig.section("pilot")["pins"]["sense_pe"] == 24
     assert rig.section("pilot.pp_ladder") == {"codes": [0, 1500, 680, 220, 100, 47, 3300, 10000]}
     assert rig.charge_point_id == "SIM-0001"  # "auto" = the unit's serial
@@ -150,7 +150,8 @@ def test_optional_keys_get_their_defaults(tmp_path):
     del data["load"]["timeout_s"]
     rig = load_rigfile(write_rig(tmp_path, data))
     assert (rig.meter.baudrate, rig.meter.parity, rig.meter.stopbits, rig.meter.unit) == (9600, "N", 1, 1)
-    assert rig.section("load") == {"resource": "auto", "timeout_s": 2.0}
+    assert rig.section("load") == {"resource": "auto", "timeout_s": 2.0, "attempts": 3, "visa_library": "@py",
+                                   "phases": 0}
 
 
 def test_integer_where_a_number_is_expected_reads_as_float(tmp_path):
@@ -264,7 +265,7 @@ def test_misspelt_section_is_one_line_suggesting_the_right_one(tmp_path):
 
 def test_unknown_key_without_a_close_match_lists_the_known_ones_and_the_missing_key(tmp_path):
     path, errors = errors_for(tmp_path, rename_key("console.port", "device"))
-    assert errors == [f"{path}: console.device: unknown key; known: port, baudrate",
+    assert errors == [f"{path}: console.device: unknown key; known: port, baudrate, timeout_s, attempts",
                       f"{path}: console.port: missing required key (serial device of the charger's service console)"]
 
 
@@ -440,3 +441,38 @@ def test_missing_serial_device_and_busy_central_port(tmp_path, listening):
 def test_reachability_is_not_for_the_emulated_bench():
     with pytest.raises(RigFileError, match="bench.kind: reachability is only checked on a real bench"):
         check_reachable(load_rigfile(EMULATED))
+
+
+# --- the schema is the one source of truth for every key a driver reads ----------------------
+
+#: driver file -> the rig-file sections it is built from (ac_load.py, injector.py and console.py
+#: read nothing themselves: their bases, scpi.py and serial_line.py, do)
+DRIVER_SECTIONS = {
+    "meter.py": ("meter",), "scpi.py": ("load", "source", "injector"), "ac_source.py": ("source",),
+    "led_sensor.py": ("led_sensor",), "serial_line.py": ("led_sensor", "console"), "pilot.py": ("pilot",),
+}
+
+
+def _keys_read(source: str, variable: str) -> set[str]:
+    import re
+
+    pattern = rf"\b{variable}(?:\.get\(|\[)\s*[\"']([a-z_]+)[\"']"
+    return set(re.findall(pattern, source))
+
+
+@pytest.mark.parametrize("driver", sorted(DRIVER_SECTIONS))
+def test_every_key_a_driver_reads_is_in_the_schema(driver):
+    source = (REPO / "rig" / "instruments" / driver).read_text()
+    read = _keys_read(source, "config") | _keys_read(source, "self.config")
+    known = {k.short for k in SCHEMA for section in DRIVER_SECTIONS[driver] if k.section == section}
+    known |= {s.rpartition(".")[2] for s in SECTIONS for section in DRIVER_SECTIONS[driver]
+              if s.startswith(section + ".")}  # sub-tables: pilot.pins, pilot.adc, ...
+    assert read, f"{driver}: no config keys found: has the driver stopped reading a dict?"
+    assert read <= known, f"{driver} reads keys the rig-file schema does not know: {sorted(read - known)}"
+
+
+def test_every_key_the_pilot_reads_from_its_adc_table_is_in_the_schema():
+    source = (REPO / "rig" / "instruments" / "pilot.py").read_text()
+    read = _keys_read(source, "adc")
+    known = {k.short for k in SCHEMA if k.section == "pilot.adc"}
+    assert read and read <= known, sorted(read - known)

@@ -59,19 +59,30 @@ def _visa_endpoint(resource: str) -> tuple[str, str | int] | None:
     return None  # USB and GPIB need the VISA library itself; opening them is the driver's job
 
 
+def _serial_probe(key: str, port: str) -> tuple[str, str, Any]:
+    """A serial port, or a serial-over-LAN adapter (socket://HOST:PORT, rfc2217://HOST:PORT) probed
+    as the TCP endpoint it is."""
+    scheme, _, rest = port.partition("://")
+    if rest and scheme in ("socket", "rfc2217"):
+        host, _, tcp_port = rest.split("/")[0].split("?")[0].rpartition(":")
+        if host and tcp_port.isdigit():
+            return key, "tcp", (host.strip("[]"), int(tcp_port))
+    return key, "serial", port
+
+
 def _probes(rig: RigFile) -> list[tuple[str, str, Any]]:
     """(key, "serial" | "tcp" | "listen", address) for every address on the bench."""
     probes: list[tuple[str, str, Any]] = []
     if rig.meter.transport == "rtu":
-        probes.append(("meter.port", "serial", rig.meter.port))
+        probes.append(_serial_probe("meter.port", rig.meter.port))
     else:
         probes.append(("meter.port", "tcp", (rig.meter.host, rig.meter.port)))
     for name in ("load", "source", "injector"):
         endpoint = _visa_endpoint(getattr(rig, name).resource)
         if endpoint:
             probes.append((f"{name}.resource", *endpoint))
-    probes.append(("led_sensor.port", "serial", rig.led_sensor.port))
-    probes.append(("console.port", "serial", rig.console.port))
+    probes.append(_serial_probe("led_sensor.port", rig.led_sensor.port))
+    probes.append(_serial_probe("console.port", rig.console.port))
     if rig.pilot.pin_factory == "pigpio":
         probes.append(("pilot.host", "tcp", (rig.pilot.host or "localhost", rig.pilot.port)))
     probes.append(("central.port", "listen", (rig.central.host, rig.central.port)))

@@ -235,13 +235,25 @@ def _pin(name: str, doc: str) -> Key:
     return Key(f"pilot.pins.{name}", INTEGER, doc, check=_between(0, 27, "BCM GPIO numbers"))
 
 
-def _visa(section: str, what: str) -> tuple[Key, Key]:
-    return (
+def _attempts(section: str) -> Key:
+    return Key(f"{section}.attempts", INTEGER, "tries per exchange before a rig fault (1-10)", default=3,
+               check=_between(1, 10, "attempts"))
+
+
+def _visa(section: str, what: str, phased: bool = False) -> tuple[Key, ...]:
+    keys = (
         Key(f"{section}.resource", STRING, f"VISA resource of the {what}", check=_visa_resource,
             auto="emulated"),
         Key(f"{section}.timeout_s", NUMBER, "VISA I/O timeout, seconds (0.01-60)", default=2.0,
             check=_timeout(0.01, 60.0)),
+        _attempts(section),
+        Key(f"{section}.visa_library", STRING, 'VISA library: "@py" (pyvisa-py, default), "" (the system\'s '
+            'NI-VISA / Keysight IO Libraries, for USB-TMC and GPIB) or a library path', default="@py"),
     )
+    if phased:
+        keys += (Key(f"{section}.phases", INTEGER, "outputs 1-3; 0 = ask the instrument (SYST:PHAS?)", default=0,
+                     check=_between(0, 3, "phases")),)
+    return keys
 
 
 SECTION_DOCS = {
@@ -283,6 +295,11 @@ SCHEMA: tuple[Key, ...] = (
         default="", check=_optional_host),
     Key("pilot.port", INTEGER, "pigpio daemon port", default=8888,
         check=_between(1, 65535, "TCP ports")),
+    Key("pilot.chip", INTEGER, "gpiochip number (pin_factory = \"lgpio\"; 0 on most Pis, 4 on a Pi 5 with "
+        "older kernels)", default=0, check=_between(0, 15, "gpiochips")),
+    Key("pilot.sense_pull", STRING, 'sense inputs: "none" (the optos drive the lines), "up" or "down" '
+        "(the Pi's pull resistor; a pulled-up line is active low)", default="none", allowed=("none", "up", "down")),
+    Key("pilot.sense_active_high", BOOLEAN, 'sense_pull = "none": a live line reads high', default=True),
     _pin("cp_b", "relay: 2.74 kOhm CP-PE (state B)"),
     _pin("cp_c", "relay: + 1.3 kOhm in parallel (state C)"),
     _pin("cp_d", "relay: + 270 Ohm in parallel (state D)"),
@@ -309,6 +326,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("pilot.adc.volts_per_count", NUMBER, "CP volts per ADC count after the level shifter "
         "(the ADC's span must cover the CP's +-12 V and be at most 60 V)", check=_positive),
     Key("pilot.adc.offset_volts", NUMBER, "CP volts at ADC count 0"),
+    Key("pilot.adc.samples", INTEGER, "ADC readings averaged per level (1-64)", default=3,
+        check=_between(1, 64, "samples")),
     Key("meter.model", STRING, "register map: SDM630 (3-phase) or SDM120 (1-phase)",
         allowed=("SDM630", "SDM120")),
     Key("meter.transport", STRING, "Modbus RTU over RS485, or Modbus TCP via a gateway",
@@ -324,18 +343,30 @@ SCHEMA: tuple[Key, ...] = (
         check=_between(1, 247, "Modbus addresses")),
     Key("meter.timeout_s", NUMBER, "Modbus response timeout, seconds (0.01-10)", default=0.5,
         check=_timeout(0.01, 10.0)),
-    *_visa("load", "programmable AC load"),
-    *_visa("source", "AC source"),
+    _attempts("meter"),
+    *_visa("load", "programmable AC load", phased=True),
+    *_visa("source", "AC source", phased=True),
+    Key("source.nominal_v", NUMBER, "the supply's nominal phase voltage (the safe state), volts", default=230.0,
+        check=_between(100, 280, "phase volts")),
+    Key("source.nominal_hz", NUMBER, "the supply's nominal frequency, Hz", default=50.0, allowed=(50.0, 60.0)),
     *_visa("injector", "DC residual-current injector"),
     Key("led_sensor.port", STRING, "serial device of the colour sensor", check=_not_empty,
         auto="emulated"),
     Key("led_sensor.baudrate", INTEGER, "serial speed", default=115200, check=_baudrate),
+    Key("led_sensor.timeout_s", NUMBER, "serial exchange timeout, seconds (0.05-60)", default=1.0,
+        check=_timeout(0.05, 60.0)),
+    _attempts("led_sensor"),
+    Key("led_sensor.max_garbage_fraction", NUMBER, "share of unreadable samples tolerated in an observation "
+        "(0-0.5)", default=0.05, check=_between(0, 0.5, "fraction")),
     Key("led_sensor.sample_rate_hz", NUMBER, "RGB samples per second the sensor streams (5-1000: "
         "slower cannot see a pulsing LED, faster is no colour sensor's)",
         default=50.0, check=_between(5, 1000, "samples per second")),
     Key("console.port", STRING, "serial device of the charger's service console",
         check=_not_empty, auto="emulated"),
     Key("console.baudrate", INTEGER, "serial speed", default=115200, check=_baudrate),
+    Key("console.timeout_s", NUMBER, "serial exchange timeout, seconds (0.05-60)", default=2.0,
+        check=_timeout(0.05, 60.0)),
+    _attempts("console"),
     Key("central.host", STRING, "IPv4 address (or host name) the rig's central system listens on",
         default="127.0.0.1", check=_host),
     Key("central.port", INTEGER, "TCP port the rig's central system listens on",

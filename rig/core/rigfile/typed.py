@@ -65,6 +65,7 @@ class Adc:
     cp_low_channel: int
     volts_per_count: float
     offset_volts: float
+    samples: int
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class Pilot:
     pins: Pins
     pp_ladder: PpLadder
     adc: Adc
+    chip: int
+    sense_pull: str
+    sense_active_high: bool
 
 
 @dataclass(frozen=True)
@@ -88,12 +92,26 @@ class Meter:
     stopbits: int
     unit: int
     timeout_s: float
+    attempts: int
 
 
 @dataclass(frozen=True)
 class VisaInstrument:
     resource: str
     timeout_s: float
+    attempts: int
+    visa_library: str
+
+
+@dataclass(frozen=True)
+class AcLoadSection(VisaInstrument):
+    phases: int
+
+
+@dataclass(frozen=True)
+class AcSourceSection(AcLoadSection):
+    nominal_v: float
+    nominal_hz: float
 
 
 @dataclass(frozen=True)
@@ -101,12 +119,17 @@ class LedSensor:
     port: str
     baudrate: int
     sample_rate_hz: float
+    timeout_s: float
+    attempts: int
+    max_garbage_fraction: float
 
 
 @dataclass(frozen=True)
 class Console:
     port: str
     baudrate: int
+    timeout_s: float
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -140,8 +163,8 @@ class Network:
 #: the dataclass for each schema section (a test proves fields and schema keys agree)
 SECTION_CLASSES: dict[str, type] = {
     "bench": Bench, "product": Product, "pilot": Pilot, "pilot.pins": Pins,
-    "pilot.pp_ladder": PpLadder, "pilot.adc": Adc, "meter": Meter, "load": VisaInstrument,
-    "source": VisaInstrument, "injector": VisaInstrument, "led_sensor": LedSensor,
+    "pilot.pp_ladder": PpLadder, "pilot.adc": Adc, "meter": Meter, "load": AcLoadSection,
+    "source": AcSourceSection, "injector": VisaInstrument, "led_sensor": LedSensor,
     "console": Console, "central": Central, "network": Network,
 }
 
@@ -155,8 +178,8 @@ class RigFile:
     product: Product
     pilot: Pilot
     meter: Meter
-    load: VisaInstrument
-    source: VisaInstrument
+    load: AcLoadSection
+    source: AcSourceSection
     injector: VisaInstrument
     led_sensor: LedSensor
     console: Console
