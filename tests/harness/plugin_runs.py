@@ -65,3 +65,26 @@ def run_pytest(args: list[str], tmp: Path, journal: Path | None = None, timeout:
 
 def journal_lines(journal: Path) -> list[dict]:
     return [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+
+
+def interrupt_when_ready(args: list[str], reports: Path, marker: Path, sig: int, journal: Path | None = None,
+                         wait_s: float = 120) -> tuple[int, str]:
+    """Run pytest, wait until the probe writes `marker` (it has reached the point to interrupt),
+    send `sig`, and return (exit status, output)."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(pytest_cmd(args, reports), cwd=PROJECT, env=child_env(journal),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + wait_s
+        while not marker.exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the probe never reached the point to interrupt"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out

@@ -14,7 +14,7 @@ import pytest
 from rig.bench.journal import progress_line
 from rig.reports.allure import catalogue, severity_of
 from rig.core.clock import RealClock
-from tests.harness.plugin_runs import PROJECT, run_pytest
+from tests.harness.plugin_runs import run_pytest
 
 RCD_TEST = "rig/spec/test_residual_current.py::test_sudden_smooth_dc_trips_within_its_time"
 METER_TEST = "rig/spec/test_metering.py::test_phases_and_rated_current"

@@ -13,13 +13,12 @@ import os
 import signal
 import subprocess
 import textwrap
-import time
 
 import pytest
 
 from rig.core.errors import HARNESS, RIG, UNIT, ChargerFailure, InstrumentError, blame
 from rig.results.store import ResultsStore
-from tests.harness.plugin_runs import PROJECT, child_env, pytest_cmd, run_pytest, write_test
+from tests.harness.plugin_runs import PROJECT, child_env, interrupt_when_ready, pytest_cmd, run_pytest, write_test
 
 
 # ---------------------------------------------------------------------- the rule itself
@@ -204,19 +203,7 @@ def test_an_interrupted_test_is_interrupted_never_passed(tmp_path, sig):
     marker = tmp_path / "ready"
     probe = write_test(tmp_path, SLOW.format(marker=marker))
     reports = tmp_path / "reports"
-    proc = subprocess.Popen(pytest_cmd([str(probe)], reports), cwd=PROJECT, env=child_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _status, out = interrupt_when_ready([str(probe)], reports, marker, sig)
     run_json = json.loads((reports / "run.json").read_text())
     outcomes = {t["nodeid"].rsplit("::", 1)[1]: t["outcome"] for t in run_json["tests"]}
     assert outcomes == {"test_first": "passed", "test_interrupted": "interrupted"}, (outcomes, out)

@@ -7,12 +7,10 @@ instrument (or the process) mid-test, then reads the run record and the bench's 
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 
 import pytest
 
-from tests.harness.plugin_runs import PROJECT, child_env, journal_lines, pytest_cmd, run_pytest, write_test
+from tests.harness.plugin_runs import interrupt_when_ready, journal_lines, run_pytest, write_test
 
 BREAK_AND_USE = """
 import pytest
@@ -114,20 +112,8 @@ def test_safe_state_when_the_run_is_interrupted(tmp_path, sig):
     journal, marker = tmp_path / "journal.jsonl", tmp_path / "ready"
     probe = write_test(tmp_path, DISTURB_THEN.format(ending=ENDINGS["signal"].format(marker=marker)))
     reports = tmp_path / "reports"
-    proc = subprocess.Popen(pytest_cmd([str(probe)], reports), cwd=PROJECT, env=child_env(journal),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "probe never reached its disturbance"
-            time.sleep(0.05)
-        proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode != 0, out
+    status, out = interrupt_when_ready([str(probe)], reports, marker, sig, journal=journal)
+    assert status != 0, out
     assert_last_state_safe(journal)
     import json
 
