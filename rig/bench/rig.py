@@ -198,6 +198,15 @@ class Rig:
             if self.bench is not None:
                 self.bench.stop()
 
+    def dead_services(self) -> list[str]:
+        """The rig's own services whose thread has died (not stopped by the rig): a unit that
+        cannot reach them cannot be blamed for it."""
+        from rig.bench.journal import raw
+
+        services = (("central_system", raw(getattr(self, "central", None))), ("network", getattr(self, "network", None)))
+        return [f"{name}: its service thread has stopped" for name, service in services
+                if service is not None and getattr(service, "_loop", None) is not None and service._loop.died]
+
     # ------------------------------------------------------------------ per test
     def begin_test(self, nodeid: str, attach=None) -> None:
         self.log = MeasurementLog(attach)

@@ -30,6 +30,7 @@ class LoopThread:
         self.loop.set_exception_handler(self._unhandled)
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._started = threading.Event()
+        self._stopping = False
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -71,9 +72,15 @@ class LoopThread:
         self.loop.call_soon_threadsafe(fn, *args)
 
     def stop(self) -> None:
+        self._stopping = True
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
+
+    @property
+    def died(self) -> bool:
+        """Started, not stopped by its owner, and yet no longer running: the service is dead."""
+        return self._started.is_set() and not self._stopping and not self._thread.is_alive()
 
     @property
     def in_loop_thread(self) -> bool:

@@ -38,6 +38,8 @@ def tag_report(item: pytest.Item, call: pytest.CallInfo, rep: pytest.TestReport)
     who = blame(call.excinfo.value)
     if who.kind == UNIT:
         who = _unless_a_rig_service_failed(item, who)
+    elif who.kind == RIG:
+        who = _naming_a_dead_service(item, who)
     rep.user_properties.append((BLAME, who.kind))
     if who.kind == RIG:
         # The rig could not measure: an error naming the instrument, never a charger failure.
@@ -59,11 +61,18 @@ def _unless_a_rig_service_failed(item: pytest.Item, who: Blame) -> Blame:
     rig = item.config.stash.get(rig_key, None)
     if rig is None:
         return who
-    faults = rig.service_faults.since(item.stash.get(fault_mark_key, 0))
+    faults = rig.service_faults.since(item.stash.get(fault_mark_key, 0)) + rig.dead_services()
     if not faults:
         return who
     return Blame(RIG, f"{faults[0]} (the rig's own service failed during the test; "
                       f"the unit was not judged: {_first_line(who.text)})")
+
+
+def _naming_a_dead_service(item: pytest.Item, who: Blame) -> Blame:
+    """A rig fault seen while one of the rig's services had died: the dead service is what to fix."""
+    rig = item.config.stash.get(rig_key, None)
+    dead = rig.dead_services() if rig is not None else []
+    return Blame(RIG, f"{dead[0]} (then: {_first_line(who.text)})") if dead else who
 
 
 def _first_line(text: str) -> str:

@@ -214,3 +214,27 @@ def test_an_interrupted_test_is_interrupted_never_passed(tmp_path, sig):
     [r] = store.recent_runs()
     stored = {t["nodeid"].rsplit("::", 1)[1]: t["verdict"] for t in store.run_detail(r["run_id"])["tests"]}
     assert stored == {"test_first": "passed", "test_interrupted": "interrupted"}, stored
+
+
+CENTRAL_DIES = """
+import pytest
+
+@pytest.mark.req("BOOT-01")
+def test_unit_registers_after_power_cycle(rig):
+    rig.await_ready()
+    central = object.__getattribute__(rig.central, "_target")
+    central._loop.loop.call_soon_threadsafe(central._loop.loop.stop)  # the service thread dies
+    central._loop._thread.join(5)
+    rig.power_cycle()
+    rig.await_ready(timeout_s=30)
+"""
+
+
+def test_a_rig_service_that_dies_makes_the_units_silence_a_rig_fault(tmp_path):
+    probe = write_test(tmp_path, CENTRAL_DIES)
+    run = run_pytest([str(probe)], tmp_path)
+    assert run.returncode == 1, run.output
+    (test,) = run.json("run.json")["tests"]
+    assert test["outcome"] == "error", test
+    assert test["rig_fault"].startswith("central_system: its service thread has stopped"), test
+    assert run.json("traceability.json")["BOOT-01"]["verdict"] == "error"
