@@ -107,19 +107,11 @@ def _open_store(args: argparse.Namespace, must_exist: bool = True):
 
 
 def _store_problem(exc: Exception, args: argparse.Namespace) -> str | None:
-    """One line for a results store that cannot be used (a malformed URL, a missing driver, a
-    server that refuses, a file that is no database); None for anything else (a bug: traceback)."""
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+    """One line for a results store that cannot be used; None for anything else (a bug: traceback)."""
+    from rig.results.store import ENV_URL, describe_error
 
-    url = getattr(args, "db", None) or os.environ.get("RIG_RESULTS_DB") or "reports/results.sqlite"
-    if isinstance(exc, (ArgumentError, NoSuchModuleError)):
-        return f"results store {url!r}: not a usable database URL: {' '.join(str(exc).split())[:200]}"
-    if isinstance(exc, ModuleNotFoundError):
-        return f"results store {url!r}: its database driver is not installed ({exc.name})"
-    if isinstance(exc, SQLAlchemyError):
-        orig = getattr(exc, "orig", None) or exc
-        return f"results store {url!r}: {' '.join(str(orig).split())[:200]}"
-    return None
+    url = getattr(args, "db", None) or os.environ.get(ENV_URL) or "reports/results.sqlite"
+    return describe_error(exc, url)
 
 
 def _when(value) -> str:

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from rig.core.errors import WrongUnit
-from rig.results.store import ENV_URL, ResultsStore, TestResult, default_url, new_run_id, utcnow
+from rig.results.store import (ENV_URL, RIG_FAULT, ResultsStore, TestResult, default_url, describe_error,
+                               new_run_id, utcnow)
 from rig.results.verdict import RunVerdict, judge
 
 P_USES_RIG, P_UNIT, P_WRONG_UNIT = "uses_rig", "unit", "wrong_unit"
@@ -115,6 +116,7 @@ class ResultsRecorder:
         self.identity: dict = {}
         self.wrong_unit: str | None = None
         self.problems: list[str] = []
+        self.store_problem: str | None = None  # the store could not be opened: nothing is tested
         self.verdict: RunVerdict | None = None
         self._setup: dict[str, dict] = {}  # nodeid -> setup-phase properties
         self._rig_fields: dict | None = None
@@ -204,6 +206,29 @@ class ResultsRecorder:
             tr.write_line(f"[rig] results store: {text}", red=True)
 
     # ------------------------------------------------------------------ the end
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Open the store and the run's row before the first test: a unit is never judged without
+        a record. A store that cannot be written means nothing is tested (pytest_runtestloop below)
+        and the run ends as a rig fault naming the store (exit status 3: fix the store, retest)."""
+        try:
+            self.store = ResultsStore(self.url)
+            self.store.start_run(self.run_fields())
+            self.run_open = True
+        except Exception as exc:
+            line = describe_error(exc, self.url)
+            if line is None:
+                raise
+            self.store_problem = line
+            tr = self.config.pluginmanager.get_plugin("terminalreporter")
+            if tr is not None:
+                tr.write_line(f"[rig] {line}; nothing is tested (fix the store, then retest)", red=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        """No store, no test: the run loop is taken over and runs nothing."""
+        return True if self.store_problem else None
+
     def finish(self, exitstatus: int | None = None) -> RunVerdict:
         """Judge the run and close its row (idempotent: the end-of-line plugin may ask first)."""
         if self.verdict is not None:
@@ -213,6 +238,11 @@ class ResultsRecorder:
         for nodeid in list(self._setup):  # set up but never torn down: the run stopped inside them
             self._write(self._result_of(nodeid, self._setup.pop(nodeid)))
         self.verdict = judge(self.results, self.wrong_unit, interrupted)
+        lost = self.store_problem or (self.problems[0] if self.problems else None)
+        if lost and self.verdict.verdict != RIG_FAULT:
+            # a unit is not judged on results the store did not keep: retest once the store is fixed
+            self.verdict = RunVerdict(RIG_FAULT, self.verdict.failing_requirements,
+                                      [lost if lost.startswith("results store") else f"results store: {lost}"])
         if self.run_open:
             try:
                 self.store.finish_run(self.run_id, self.verdict.verdict, self.verdict.detail())
@@ -222,6 +252,8 @@ class ResultsRecorder:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.finish(exitstatus)
+        if self.store_problem:
+            session.exitstatus = 3  # RIG FAULT - RETEST (docs/factory.md): the store is part of the rig
         if self.store is not None:
             self.store.close()
 

@@ -119,6 +119,28 @@ RUN_FIELDS = tuple(c.name for c in runs.columns)
 MEASUREMENT_FIELDS = ("name", "value", "unit", "low", "high", "limit_source", "resolution", "passed")
 
 
+def describe_error(exc: BaseException, url: str) -> str | None:
+    """One line for a store that cannot be used (a malformed URL, a missing driver, a server that
+    refuses, a file that is no database, a disk that is full); None for anything else (a bug)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    try:
+        where = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # the URL itself is what is wrong
+        where = url
+    if isinstance(exc, (ArgumentError, NoSuchModuleError)):
+        return f"results store {where!r}: not a usable database URL: {' '.join(str(exc).split())[:200]}"
+    if isinstance(exc, ModuleNotFoundError):
+        return f"results store {where!r}: its database driver is not installed ({exc.name})"
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None) or exc
+        return f"results store {where!r}: {' '.join(str(orig).split())[:200]}"
+    if isinstance(exc, OSError):
+        return f"results store {where!r}: {exc.strerror or exc}"
+    return None
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 

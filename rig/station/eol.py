@@ -251,11 +251,23 @@ def banner_lines(verdict, recorder, certificate: Path | None, wall_seconds: floa
                 + f"  in {wall_seconds:.1f} s  operator {fields.get('operator') or '?'}  rig {fields.get('rig_name') or '?'}",
                 None))
     if recorder is not None:
-        out.append((f"  record: run {recorder.run_id} in the results store", None))
+        out.append((record_line(recorder), None))
     if certificate is not None:
         out.append((f"  certificate: {certificate}", None))
     out.append((rule, colour))
     return out
+
+
+def record_line(recorder) -> str:
+    """Where the run's record is, never more than is true."""
+    from rig.results.recorder import printable_url
+
+    if recorder.store_problem or not recorder.run_open:
+        return f"  record: NOT in the results store ({recorder.store_problem or 'never opened'}); see run.json"
+    if recorder.problems:
+        return (f"  record: run {recorder.run_id} INCOMPLETE in the results store ({len(recorder.problems)} "
+                f"problem(s), first: {recorder.problems[0][:120]}); run.json keeps every result")
+    return f"  record: run {recorder.run_id} in the results store {printable_url(recorder.url)}"
 
 
 def _explanation(verdict) -> list[str]:

@@ -9,6 +9,7 @@ error; a serial scanned at the terminal is read even though pytest captures outp
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import select
@@ -214,3 +215,23 @@ def test_certificate_escapes_every_text():
     })
     assert "<script>" not in html and "<b>" not in html and "<m>" not in html and "<i>" not in html
     assert "&lt;script&gt;" in html and "SN&lt;1&gt;" in html and "O&#x27;Brien" in html
+
+
+# ---------------------------------------------------------------------- the record comes first
+def test_a_store_that_cannot_be_written_stops_the_run_before_testing_as_a_rig_fault(tmp_path):
+    junk = tmp_path / "not-a-database.sqlite"
+    junk.write_bytes(b"this is not a database " * 200)
+    run = run_eol(tmp_path, "--serial", SERIAL, "--results-db", f"sqlite:///{junk}")
+    assert run.returncode == EXIT_RETEST, run.output
+    assert has_banner(run.output, "RETEST") and not has_banner(run.output, "PASS"), run.output
+    assert "results store" in run.output and "file is not a database" in run.output, run.output
+    assert "record: NOT in the results store" in run.output
+    assert not (run.reports / "run.json").exists() or not json.loads((run.reports / "run.json").read_text())["tests"]
+    assert certificates(run) == []
+
+
+def test_a_malformed_store_url_stops_before_testing(tmp_path):
+    run = run_eol(tmp_path, "--serial", SERIAL, "--results-db", "postgresql+nosuchdriver://u@h/db")
+    assert run.returncode == EXIT_RETEST, run.output
+    assert "not a usable database URL" in run.output, run.output
+    assert certificates(run) == []

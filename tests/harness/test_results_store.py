@@ -235,3 +235,18 @@ def test_a_unit_failing_in_a_fixture_is_a_unit_failure_not_a_rig_fault(tmp_path)
     [t] = store.run_detail(r["run_id"])["tests"]
     assert (t["verdict"], t["rig_fault"], r["verdict"]) == ("failed", None, FAIL)
     assert "did not connect and register" in t["message"] and "BOOT-01" in r["verdict_detail"]
+
+
+def test_a_store_that_cannot_be_opened_means_nothing_is_tested(tmp_path):
+    """Tried on the old store: a directory, a file that is no database, a URL without its driver
+    each let the run test and exit 0 with every record lost. Now: one line, nothing tested, exit 3."""
+    (tmp_path / "a-directory").mkdir()
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"\x00not sqlite" * 300)
+    for url, said in ((f"sqlite:///{tmp_path / 'a-directory'}", "unable to open database file"),
+                      (f"sqlite:///{junk}", "file is not a database"),
+                      ("postgresql+psycopg://rig@127.0.0.1:1/records", "driver is not installed")):
+        run = run_pytest(["rig/spec/test_control_pilot.py", "--results-db", url], tmp_path / url[-6:].strip("/:"))
+        assert run.returncode == 3, (url, run.output[-1500:])
+        assert said in run.output and "nothing is tested" in run.output, (url, run.output[-1500:])
+        assert " passed" not in run.output.splitlines()[-1], run.output[-500:]
