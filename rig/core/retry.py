@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable, TypeVar
 
 from rig.core.errors import InstrumentError, RigFault
 
 T = TypeVar("T")
+log = logging.getLogger("rig.instruments")
 
 #: what counts as a transient instrument problem worth another try
 TRANSIENT = (OSError, TimeoutError, EOFError, ValueError, ConnectionError)
@@ -37,10 +39,14 @@ def with_retries(
             last = exc
             if attempt == attempts:
                 break
+            # every retry is logged: pytest's "Captured log" shows what the instrument did before
+            # it recovered (or before the rig fault)
+            log.warning("%s: %s, attempt %d of %d: %r; retrying", instrument, what, attempt, attempts, exc)
             time.sleep(pause_s)
             if recover is not None:
                 try:
                     recover()
                 except transient as rexc:
                     last = rexc
+    log.error("%s: %s failed after %d attempts: %r", instrument, what, attempts, last)
     raise InstrumentError(instrument, f"{what} failed after {attempts} attempts: {last!r}") from last
