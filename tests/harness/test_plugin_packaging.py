@@ -104,8 +104,14 @@ def test_the_report_header_names_bench_model_seed_and_defect(pytester):
 def test_a_wheel_installed_outside_the_checkout_runs_the_spec_suite_to_a_report(tmp_path):
     # built from a copy: the build must not leave build/ or egg-info in the checkout other tests read
     source = tmp_path / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "reports", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", ".tox"))
+    everywhere = shutil.ignore_patterns("*.egg-info", "__pycache__", ".hypothesis")
+    top_only = {".git", ".venv", "reports", "build", "dist", ".tox"}  # rig/reports is a package: keep it
+
+    def ignore(directory, names):
+        skipped = set(everywhere(directory, names))
+        return skipped | (top_only & set(names) if Path(directory) == REPO else set())
+
+    shutil.copytree(REPO, source, ignore=ignore)
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
                    check=True, capture_output=True, timeout=600)
