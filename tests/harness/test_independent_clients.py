@@ -1,0 +1,152 @@
+"""The emulated instruments and the rig's central system, checked with clients that share no code
+with the rig's own drivers: minimalmodbus (not pymodbus) on the meter's RS-485 line, and a charge
+point written with the `ocpp` package's own `ChargePoint` class against the central system. A
+driver and its emulation written by the same hands can agree on a mistake; these cannot."""
+
+from __future__ import annotations
+
+import asyncio
+
+import minimalmodbus
+import pytest
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as OcppChargePoint
+from ocpp.v16 import call
+from websockets.asyncio.client import connect
+
+from rig.core.aio import LoopThread
+from rig.core.clock import RealClock, VirtualClock
+from rig.instruments.central_system import IN, CentralSystem
+from rig.instruments.meter import REGISTER_MAPS, Meter
+from rig.sim.meter_server import EmulatedMeter
+from rig.sim.plant import Plant
+from tests.harness.test_meter import meter_config, start_charging
+
+#: how far two reads of the same quantity may differ: the emulated meter adds class-1 noise per request
+TOLERANCE = {"voltage": 0.6, "current": 0.2, "power": 60.0, "power_factor": 0.02, "total_power": 150.0,
+             "frequency": 0.05, "import_kwh": 0.01, "export_kwh": 0.01, "total_kwh": 0.01}
+
+
+@pytest.mark.parametrize("model, phases", [("SDM630", 3), ("SDM120", 1)])
+def test_minimalmodbus_reads_every_modelled_register_as_the_meter_driver_does(model, phases):
+    clock = VirtualClock(5)
+    plant = Plant(clock, phases=phases)
+    loop = LoopThread("meter-minimalmodbus").start()
+    emulated = EmulatedMeter(plant, loop, meter_config(model, "rtu"))
+    try:
+        section = emulated.start()
+        start_charging(plant, [16.0] * phases, pf=0.98)
+        clock.sleep(60.0)  # energy accumulates
+        driver = Meter("meter", section, clock)
+        driver.open()
+        try:
+            snap = driver.snapshot()
+        finally:
+            driver.close()
+        independent = minimalmodbus.Instrument(section["port"], int(section["unit"]), mode=minimalmodbus.MODE_RTU)
+        independent.serial.baudrate = int(section["baudrate"])
+        independent.serial.timeout = 1.0
+        try:
+            for quantity, addresses in REGISTER_MAPS[model].items():
+                for phase, address in enumerate(addresses):
+                    value = independent.read_float(address, functioncode=4, number_of_registers=2,
+                                                   byteorder=minimalmodbus.BYTEORDER_BIG)
+                    expected = _driver_value(snap, quantity, phase)
+                    if expected is not None:
+                        assert value == pytest.approx(expected, abs=TOLERANCE[quantity]), (quantity, phase)
+                    assert value == value, f"{quantity} {phase} is NaN"  # every modelled register is a number
+        finally:
+            independent.serial.close()
+    finally:
+        emulated.stop()
+        loop.stop()
+
+
+def _driver_value(reading, quantity: str, phase: int):
+    """The driver's MeterReading of the same quantity (None where a snapshot does not read it)."""
+    per_phase = {"voltage": "voltage_v", "current": "current_a", "power": "power_w", "power_factor": "power_factor"}
+    if quantity in per_phase:
+        return getattr(reading, per_phase[quantity])[phase]
+    if quantity == "total_power":
+        return sum(reading.power_w)
+    if quantity == "frequency":
+        return reading.frequency_hz
+    return getattr(reading, quantity)  # import_kwh, export_kwh, total_kwh (None unless asked for)
+
+
+# ---------------------------------------------------------------------- an ocpp ChargePoint
+class LibraryChargePoint(OcppChargePoint):
+    """A charge point as the `ocpp` package writes one: it boots, reports status, runs a transaction."""
+
+    @on("TriggerMessage")
+    async def on_trigger(self, requested_message, **kwargs):
+        return {"status": "Accepted"}
+
+
+async def _charge_point_session(url: str) -> dict:
+    async with connect(url, subprotocols=["ocpp1.6"]) as ws:
+        cp = LibraryChargePoint("CP-LIB-1", ws)
+        listener = asyncio.ensure_future(cp.start())
+        boot = await cp.call(call.BootNotification(charge_point_model="LibraryModel",
+                                                   charge_point_vendor="OcppPackage",
+                                                   charge_point_serial_number="LIB-0001"))
+        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
+        started = await cp.call(call.StartTransaction(connector_id=1, id_tag="TAG1", meter_start=0,
+                                                      timestamp="2026-12-02T10:00:00Z"))
+        stopped = await cp.call(call.StopTransaction(meter_stop=1500, timestamp="2026-12-02T10:30:00Z",
+                                                     transaction_id=started.transaction_id))
+        listener.cancel()
+        return {"boot": boot, "started": started, "stopped": stopped}
+
+
+def test_an_ocpp_package_charge_point_is_served_and_recorded_by_the_central_system():
+    central = CentralSystem("central", {"host": "127.0.0.1", "port": 0, "heartbeat_s": 300}, RealClock()).open()
+    try:
+        answers = asyncio.run(asyncio.wait_for(_charge_point_session(central.url_for("CP-LIB-1")), 30))
+        assert answers["boot"].status == "Accepted" and answers["boot"].interval == 300
+        assert answers["started"].id_tag_info["status"] == "Accepted" and answers["started"].transaction_id > 0
+        calls = [m.action for m in central.history(direction=IN) if m.message_type == "Call"]
+        assert calls == ["BootNotification", "StatusNotification", "StartTransaction", "StopTransaction"], calls
+        assert all(m.valid for m in central.history()), [m.error for m in central.history() if not m.valid]
+        boot = central.history(action="BootNotification", direction=IN)[0]
+        assert boot.payload["chargePointSerialNumber"] == "LIB-0001" and boot.cp_id == "CP-LIB-1"
+    finally:
+        central.close()
+
+
+# ---------------------------------------------------------------------- a raw pyvisa session
+@pytest.mark.parametrize("instrument", ["load", "source", "injector"])
+def test_a_raw_pyvisa_session_gets_identity_and_the_error_queue(instrument):
+    """Plain pyvisa by hand, none of the rig's SCPI driver: identity, an undefined header reported
+    through the error queue as IEEE 488.2 / SCPI say, *CLS clearing it."""
+    import pyvisa
+
+    from rig.sim.ac_load_sim import EmulatedAcLoad
+    from rig.sim.ac_source_sim import EmulatedAcSource
+    from rig.sim.injector_sim import EmulatedInjector
+
+    classes = {"load": EmulatedAcLoad, "source": EmulatedAcSource, "injector": EmulatedInjector}
+    clock = VirtualClock(2)
+    loop = LoopThread(f"{instrument}-pyvisa").start()
+    emulated = classes[instrument](Plant(clock, phases=3), loop, {"resource": "auto", "timeout_s": 2.0})
+    rm = pyvisa.ResourceManager("@py")
+    try:
+        resource = emulated.start()["resource"]
+        session = rm.open_resource(resource, read_termination="\n", write_termination="\n", timeout=2000)
+        try:
+            vendor, model, _serial, _firmware = session.query("*IDN?").split(",")
+            assert vendor and model
+            assert session.query("SYST:ERR?") == '0,"No error"'
+            session.write("NO:SUCH:HEADER 1")
+            code, text = session.query("SYST:ERR?").split(",", 1)
+            assert int(code) == -113 and "Undefined header" in text
+            assert session.query("SYST:ERR?") == '0,"No error"'  # the queue held one error
+            session.write("NO:SUCH:HEADER 2")
+            session.write("*CLS")
+            assert session.query("SYST:ERR?") == '0,"No error"'
+            assert session.query("*OPC?") == "1"
+        finally:
+            session.close()
+    finally:
+        emulated.stop()
+        loop.stop()
