@@ -52,8 +52,8 @@ def test_instrument_fault_mid_test_is_an_error_naming_the_instrument(tmp_path, i
     assert "<error" in run.junit and "<failure" not in run.junit
     assert run.json("traceability.json")["MTR-02"]["verdict"] == "error"
     # the retries and the fault are in the captured log, with the instrument's name
-    assert "Captured log call" in run.output and f"WARNING  rig.instruments" in run.output, run.output[-3000:]
-    assert f"ERROR    rig.instruments" in run.output and f"{instrument}: " in run.output
+    assert "Captured log call" in run.output and "WARNING  rig.instruments" in run.output, run.output[-3000:]
+    assert "ERROR    rig.instruments" in run.output and f"{instrument}: " in run.output
 
 
 def test_charger_failure_is_failed_not_error(tmp_path):
