@@ -26,6 +26,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from rig.core.aio import LoopThread
 from rig.instruments.meter import FACTORY_BAUDRATE, REGISTER_MAPS, SNAPSHOT_COUNT, TOTAL_KWH_ADDRESS
+from rig.sim.meter_framing import framers_for, illegal_function_reply
 from rig.sim.plant import Plant
 from rig.sim.ptypair import PtyPair
 
@@ -74,6 +75,8 @@ class EmulatedMeter:
         self._pty: PtyPair | None = None
         self._tcp_port: int | None = None
         self._started = False
+        #: a request whose function code Modbus does not define, answered with exception 01
+        self.undefined_function: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> dict:
@@ -123,6 +126,8 @@ class EmulatedMeter:
                 stopbits=int(self.config.get("stopbits", 1)),
                 **common,
             )
+        # frames heard as strictly as a real meter hears them (rig/sim/meter_framing.py)
+        server.framer = framers_for(self)[0 if self.transport == "rtu" else 1]
         await server.serve_forever(background=True)
         self._server = server
         if self.transport == "tcp":
@@ -175,6 +180,9 @@ class EmulatedMeter:
         """pymodbus hands every frame through here: "silent" and RTU "garbage" act on the bytes."""
         if not sending:
             return data
+        if self.undefined_function is not None:
+            code, self.undefined_function = self.undefined_function, None
+            data = illegal_function_reply(data, code, self.transport == "rtu")
         if self._fault == "silent":
             return b""
         if self._fault == "garbage" and self.transport == "rtu":

@@ -150,3 +150,65 @@ def test_a_raw_pyvisa_session_gets_identity_and_the_error_queue(instrument):
     finally:
         emulated.stop()
         loop.stop()
+
+
+# ---------------------------------------------------------------------- the emulated meter on faults
+@pytest.fixture
+def rtu_meter():
+    clock = VirtualClock(4)
+    loop = LoopThread("meter-strict").start()
+    emulated = EmulatedMeter(Plant(clock, phases=3), loop, meter_config("SDM630", "rtu"))
+    section = emulated.start()
+    line = minimalmodbus.Instrument(section["port"], 1, mode=minimalmodbus.MODE_RTU)
+    line.serial.baudrate, line.serial.timeout = int(section["baudrate"]), 0.5
+    yield line, section
+    line.serial.close()
+    emulated.stop()
+    loop.stop()
+
+
+def test_another_unit_id_gets_no_answer_and_no_traceback(rtu_meter, caplog):
+    line, section = rtu_meter
+    other = minimalmodbus.Instrument(section["port"], 2)
+    other.serial.close()
+    other.serial = line.serial
+    with pytest.raises(minimalmodbus.NoResponseError):
+        other.read_float(0, functioncode=4)
+    assert not [r for r in caplog.records if r.levelno >= 40], [r.getMessage()[:200] for r in caplog.records]
+    assert line.read_float(0, functioncode=4) == pytest.approx(230.0, abs=0.5)  # the bus goes on
+
+
+def test_an_undefined_function_code_gets_exception_01(rtu_meter):
+    line, _section = rtu_meter
+    with pytest.raises(minimalmodbus.IllegalRequestError):
+        line._perform_command(0x41, b"\x00\x00")
+    assert line.read_float(0, functioncode=4) == pytest.approx(230.0, abs=0.5)
+
+
+def test_only_the_damaged_request_is_lost(rtu_meter):
+    line, _section = rtu_meter
+    line.serial.write(b"\x01\x04\x00\x00\x00\x02\x00\x00")  # the worked request with a broken CRC
+    assert line.serial.read(16) == b""  # no answer to it
+    assert line.read_float(0, functioncode=4) == pytest.approx(230.0, abs=0.5)  # the next one is answered
+
+
+def test_on_modbus_tcp_too_another_unit_is_silent_and_an_undefined_code_is_refused():
+    import socket
+
+    clock = VirtualClock(4)
+    loop = LoopThread("meter-strict-tcp").start()
+    emulated = EmulatedMeter(Plant(clock, phases=3), loop, meter_config("SDM630", "tcp"))
+    try:
+        section = emulated.start()
+        with socket.create_connection(("127.0.0.1", section["port"]), timeout=1.0) as sock:
+            sock.sendall(bytes([0, 1, 0, 0, 0, 6, 2, 4, 0, 0, 0, 2]))  # unit 2
+            with pytest.raises(TimeoutError):
+                sock.recv(64)
+            sock.sendall(bytes([0, 2, 0, 0, 0, 4, 1, 0x41, 0, 0]))  # undefined function 0x41
+            assert sock.recv(64) == bytes([0, 2, 0, 0, 0, 3, 1, 0xC1, 0x01])
+            sock.sendall(bytes([0, 3, 0, 0, 0, 6, 1, 4, 0, 0, 0, 2]))
+            reply = sock.recv(64)
+            assert reply[:9] == bytes([0, 3, 0, 0, 0, 7, 1, 4, 4])
+    finally:
+        emulated.stop()
+        loop.stop()

@@ -222,15 +222,16 @@ def test_garbage_over_rtu_is_reported_as_an_unreadable_reply():
             meter.snapshot()
 
 
-def test_exception_response_raises_instrument_error():
-    """The meter at the configured address refuses: an exception response, retried, then blamed."""
+def test_a_wrong_unit_address_is_silence_then_a_rig_fault():
+    """The rig file names another unit id than the meter's: an RS-485 meter (and the emulation, since
+    it is as strict) does not answer at all; retried, then blamed on the meter, never the unit."""
     clock = VirtualClock(5)
     loop = LoopThread("meter-unit").start()
     emulated = EmulatedMeter(Plant(clock, phases=3), loop, meter_config("SDM630", "tcp", unit=1))
     try:
         resolved = dict(emulated.start(), unit=7)
         with Meter("meter", resolved, clock) as meter:
-            with pytest.raises(InstrumentError, match="exception response"):
+            with pytest.raises(InstrumentError, match="No response"):
                 meter.snapshot()
     finally:
         emulated.stop()
