@@ -6,10 +6,16 @@ message joined by ";"), a command answered with nothing. Errors are never answer
 they go to the error queue and are read with `SYST:ERR?`. The drivers in `rig/instruments/`
 rely on exactly that, so the emulation keeps to it:
 
-* `*IDN?` identity, `*RST` reset (subclass hook), `*CLS` clears the error queue,
-  `*OPC?` answers "1" once everything before it has been applied (always, here: commands are
-  applied in order as they are parsed), `*OPC` accepted and ignored.
-* `SYST:ERR?` pops the oldest error (`-113,"Undefined header"`), or `0,"No error"`.
+* IEEE 488.2 mandatory common commands: `*IDN?`, `*RST` (subclass hook), `*CLS` (clears the
+  error queue and the event status register), `*OPC?` answers "1" once everything before it has
+  been applied (always, here: commands are applied in order as they are parsed), `*OPC` sets the
+  Operation Complete bit, `*WAI`, `*TST?` ("0": self-test passed), `*ESE`/`*ESE?`, `*ESR?` (read
+  and clear), `*SRE`/`*SRE?`, `*STB?`. The status model is IEEE 488.2's: an error sets its ESR
+  bit (command -1xx: CME bit 5, execution -2xx: EXE bit 4, device -3xx: DDE bit 3, query -4xx:
+  QYE bit 2); the status byte has EAV (bit 2, the error queue is not empty), ESB (bit 5, an
+  enabled ESR bit is set) and MSS (bit 6, an enabled STB bit is set).
+* `SYST:ERR?` pops the oldest error (`-113,"Undefined header"`), or `0,"No error"`;
+  `SYST:ERR:COUN?` says how many are queued.
 * A header nobody handles queues -113 and sends no answer (so a query of it times out, exactly
   as on a real instrument; drivers never query what they have not checked).
 * Every message unit is a full header from the root (no SCPI path memory between units).
@@ -37,6 +43,21 @@ Handler = Callable[[tuple[int | None, ...], list[str]], str | None]
 #: a corrupted answer: not ASCII, so a VISA read fails to decode it, and no newline inside
 GARBAGE = b"\xa7\x00\xfe#\x15?\x9c\xff"
 ERROR_QUEUE_DEPTH = 16
+# IEEE 488.2 status bits: the event status register and the status byte
+ESR_OPC, ESR_QYE, ESR_DDE, ESR_EXE, ESR_CME = 0x01, 0x04, 0x08, 0x10, 0x20
+STB_EAV, STB_ESB, STB_MSS = 0x04, 0x20, 0x40
+
+
+def _esr_bit(code: int) -> int:
+    """The ESR bit an error sets, by its SCPI class (-1xx command, -2xx execution, -3xx device,
+    -4xx query; positive codes are device-specific)."""
+    if -199 <= code <= -100:
+        return ESR_CME
+    if -299 <= code <= -200:
+        return ESR_EXE
+    if -499 <= code <= -400:
+        return ESR_QYE
+    return ESR_DDE
 
 
 class ScpiError(Exception):
@@ -123,6 +144,7 @@ class ScpiServer:
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._errors: deque[ScpiError] = deque()
+        self._esr = self._ese = self._sre = 0  # IEEE 488.2 event status, its enable, service request enable
         self._table = [(header_pattern(spec), fn) for spec, fn in self._all_commands().items()]
 
     # -- what subclasses provide ------------------------------------------------------------
@@ -208,6 +230,7 @@ class ScpiServer:
         raise ScpiError(-113, "Undefined header")
 
     def _queue(self, err: ScpiError) -> None:
+        self._esr |= _esr_bit(err.code)
         if len(self._errors) >= ERROR_QUEUE_DEPTH:  # SCPI: the newest entry becomes -350
             self._errors[-1] = ScpiError(-350, "Queue overflow")
             return
@@ -220,8 +243,17 @@ class ScpiServer:
             "*RST": self._rst,
             "*CLS": self._cls,
             "*OPC?": lambda s, a: "1",
-            "*OPC": lambda s, a: None,
+            "*OPC": self._opc,
+            "*WAI": lambda s, a: expect_args(a, 0),
+            "*TST?": lambda s, a: "0",
+            "*ESE": lambda s, a: self._set_register("_ese", a),
+            "*ESE?": lambda s, a: str(self._ese),
+            "*ESR?": self._read_esr,
+            "*SRE": lambda s, a: self._set_register("_sre", a),
+            "*SRE?": lambda s, a: str(self._sre),
+            "*STB?": lambda s, a: str(self._status_byte()),
             "SYSTem:ERRor[:NEXT]?": self._next_error,
+            "SYSTem:ERRor:COUNt?": lambda s, a: str(len(self._errors)),
         }
         return {**common, **self.commands()}
 
@@ -232,6 +264,30 @@ class ScpiServer:
     def _cls(self, suffixes, args) -> None:
         expect_args(args, 0)
         self._errors.clear()
+        self._esr = 0
+
+    # -- the IEEE 488.2 status model -----------------------------------------------------------
+    def _opc(self, suffixes, args) -> None:
+        expect_args(args, 0)
+        self._esr |= ESR_OPC  # every operation before it is complete: commands apply as parsed
+
+    def _read_esr(self, suffixes, args) -> str:
+        value, self._esr = self._esr, 0
+        return str(value)
+
+    def _set_register(self, name: str, args: list[str]) -> None:
+        expect_args(args, 1)
+        try:
+            value = int(float(args[0]))
+        except ValueError:
+            raise ScpiError(-104, "Data type error") from None
+        if not 0 <= value <= 255:
+            raise ScpiError(-222, "Data out of range")
+        setattr(self, name, value & (0xBF if name == "_sre" else 0xFF))  # SRE bit 6 is not settable
+
+    def _status_byte(self) -> int:
+        stb = (STB_EAV if self._errors else 0) | (STB_ESB if self._esr & self._ese else 0)
+        return stb | (STB_MSS if stb & self._sre else 0)
 
     def _next_error(self, suffixes, args) -> str:
         if not self._errors:

@@ -212,3 +212,43 @@ def test_on_modbus_tcp_too_another_unit_is_silent_and_an_undefined_code_is_refus
     finally:
         emulated.stop()
         loop.stop()
+
+
+def test_the_ieee_488_2_status_model_by_a_raw_pyvisa_session():
+    """Error classes set their event status bits, the status byte summarises them, *CLS clears."""
+    import pyvisa
+
+    from rig.sim.ac_load_sim import EmulatedAcLoad
+
+    clock = VirtualClock(2)
+    loop = LoopThread("load-status").start()
+    emulated = EmulatedAcLoad(Plant(clock, phases=3), loop, {"resource": "auto", "timeout_s": 2.0})
+    rm = pyvisa.ResourceManager("@py")
+    try:
+        session = rm.open_resource(emulated.start()["resource"], read_termination="\n",
+                                   write_termination="\n", timeout=2000)
+        try:
+            assert session.query("*TST?") == "0" and session.query("*STB?") == "0"
+            session.write("NO:SUCH:HEADER")  # -113: a command error
+            assert session.query("SYST:ERR:COUN?") == "1"
+            assert int(session.query("*STB?")) & 0x04  # EAV: the error queue holds something
+            session.write("*ESE 32")
+            session.write("*SRE 32")
+            stb = int(session.query("*STB?"))
+            assert stb & 0x20 and stb & 0x40, stb  # ESB (CME is enabled) and MSS (ESB is enabled)
+            assert int(session.query("*ESR?")) == 0x20  # CME, and reading clears it
+            assert int(session.query("*ESR?")) == 0
+            session.write("*OPC")
+            assert int(session.query("*ESR?")) & 0x01  # operation complete
+            session.write("*ESE 300")  # out of range: an execution error
+            assert session.query("SYST:ERR?").startswith("-113,")  # the oldest first
+            assert session.query("SYST:ERR?").startswith("-222,")
+            session.write("NO:SUCH:HEADER")
+            session.write("*CLS")
+            assert session.query("SYST:ERR:COUN?") == "0" and int(session.query("*ESR?")) == 0
+            assert session.query("*ESE?") == "32" and session.query("*SRE?") == "32"  # *CLS keeps the enables
+        finally:
+            session.close()
+    finally:
+        emulated.stop()
+        loop.stop()
