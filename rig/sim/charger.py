@@ -241,6 +241,11 @@ class EmulatedCharger(ChargerOcpp):
         self.modes.session_started()
 
     def _unplugged(self) -> None:
+        # OCPP 1.6: Finishing while the transaction winds up, then Available for the next user. Set
+        # first: opening the contactor and stopping the PWM report status on the way, and none of
+        # those reports may say Available before Finishing (the defect does exactly that)
+        if self.defect != "available-before-finishing":
+            self.finishing = True
         self._open_contactor(T.CONTACTOR_OPEN_S, "unplug")
         if self.defect == "pwm-on-unplug":
             self._later("pwm-off", 2.0, lambda: self._set_generator("steady"))
@@ -251,7 +256,6 @@ class EmulatedCharger(ChargerOcpp):
         self.session = None
         self.modes.session_ended()
         self._clear_latched_on_unplug()
-        # OCPP 1.6: Finishing while the transaction winds up, then Available for the next user
         self.finishing = True
         self._later("available", 0.5, self._finished)
 

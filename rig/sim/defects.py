@@ -29,6 +29,7 @@ CATALOGUE: dict[str, Defect] = {
         Defect("early-close", "closes the contactor in state B, before the vehicle asks for power", ("CP-03", "MTR-02")),
         Defect("pwm-on-unplug", "keeps PWM running for 2 s after the vehicle is unplugged", ("CP-05",)),
         Defect("no-preparing-status", "reports Available instead of Preparing when a vehicle is plugged in", ("OCPP-01",)),
+        Defect("available-before-finishing", "at unplug reports Available, then Finishing, then Available", ("OCPP-01",)),
         # safety functions (issue 3)
         Defect("rcd-slow-60ma", "the DC detector takes 0.5 s to trip at 60 mA", ("RCD-02",)),
         Defect("rcd-threshold-8ma", "the DC detector does not trip below 8 mA", ("RCD-01", "RCD-05")),

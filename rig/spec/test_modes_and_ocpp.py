@@ -49,8 +49,13 @@ def test_connector_status_follows_a_session(ready):
     seen = statuses_since(rig, mark)
     expected = ["Preparing", "Charging", "SuspendedEV", "Finishing", "Available"]
     it = iter(seen)
-    missing = [s for s in expected if s not in it]  # in order, others may come between
+    missing = [s for s in expected if s not in it]  # in order; a mode's wait may add SuspendedEVSE
     assert not missing, f"status sequence {seen} lacks {missing} (in order {expected})"
+    # OCPP 1.6 section 4.9 (connector status transitions): at unplug after a transaction the
+    # connector goes exactly Charging/Suspended -> Finishing -> Available, nothing between
+    last_session_status = max(i for i, s in enumerate(seen) if s in ("Charging", "SuspendedEV", "SuspendedEVSE"))
+    assert seen[last_session_status + 1:] == ["Finishing", "Available"], (
+        f"after the session the connector went {seen[last_session_status + 1:]}, not Finishing then Available")
     for m in rig.central.history(action="StatusNotification", direction="in"):
         rig.central.assert_valid(m)
 
