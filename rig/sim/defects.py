@@ -34,6 +34,7 @@ CATALOGUE: dict[str, Defect] = {
         Defect("rcd-slow-60ma", "the DC detector takes 0.5 s to trip at 60 mA", ("RCD-02",)),
         Defect("rcd-threshold-8ma", "the DC detector does not trip below 8 mA", ("RCD-01", "RCD-05")),
         Defect("pen-slow-trip", "PEN protection opens 6 s after the voltage leaves the window", ("PEN-01",)),
+        Defect("pen-window-wide", "PEN window 206-254 V instead of 207-253 V (a threshold 1 V off)", ("PEN-01",)),
         Defect("pen-no-ride-through", "PEN protection trips on a 3 s excursion (2.5 s delay)", ("PEN-02",)),
         Defect("pen-earth-stays-closed", "a PEN trip opens line and neutral but leaves protective earth closed", ("PEN-01",)),
         Defect("pen-eleventh-resume", "resumes an eleventh time before locking out", ("PEN-05",)),
