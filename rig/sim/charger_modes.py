@@ -197,6 +197,8 @@ class ModeController:
             max_s = min(max_s, DELAY_DEFECTS_RANGE_CAP_S)
         if self.defect == "delay-fractional":
             return rng.uniform(0.0, max_s)
+        if self.defect == "delay-coarse-10s":
+            return 10 * rng.randint(0, max_s // 10)
         return rng.randint(0, max_s)
 
     def skip_delay(self) -> None:

@@ -46,6 +46,7 @@ CATALOGUE: dict[str, Defect] = {
         Defect("delay-capped-300", "UK Smart random delay drawn over 0-300 s instead of 0-600 s", ("MODE-01",)),
         Defect("delay-default-1800", "UK Smart random delay maximum defaults to 1800 s instead of 600 s", ("MODE-01", "MODE-02")),
         Defect("delay-fractional", "UK Smart random delay not in whole seconds (uniform over the real interval)", ("MODE-01",)),
+        Defect("delay-coarse-10s", "UK Smart random delay drawn on a 10 s grid (0, 10, ... 600 s)", ("MODE-01",)),
         Defect("delay-plug-in-only", "UK Smart random delay only at plug-in: none at a peak end, a peak start or a rate change", ("MODE-01",)),
         Defect("delay-override-ignored", "SkipRandomDelay answered Accepted but the delay runs on", ("MODE-02",)),
         Defect("charges-in-evening-peak", "UK Smart honours the morning peak but starts charging in the 16:00-22:00 peak", ("MODE-03",)),

@@ -243,3 +243,28 @@ def circular_spread(fractions: Sequence[float]) -> float:
     points = sorted(f % 1.0 for f in fractions)
     gaps = [b - a for a, b in zip(points, points[1:])] + [points[0] + 1.0 - points[-1]]
     return 1.0 - max(gaps)
+
+
+# ----------------------------------------------------------------------------- resolution (lattice)
+def lattice_step(values: Sequence[int]) -> int:
+    """The coarsest grid every value lies on: the gcd of their differences (1 = whole seconds,
+    10 = every delay a multiple of 10 s away from the others; 0 if all are equal)."""
+    from math import gcd
+
+    base = values[0] if values else 0
+    step = 0
+    for v in values[1:]:
+        step = gcd(step, abs(v - base))
+    return step
+
+
+def lattice_false_failure(n: int, low: int, high: int) -> float:
+    """Upper bound on the probability that n draws uniform over the whole numbers low..high lie
+    on a grid coarser than 1 (a union over primes p of "all n share one residue mod p"): how often
+    a good unit fails the resolution check."""
+    size = high - low + 1
+    total = 0.0
+    for p in (q for q in range(2, size + 1) if all(q % d for d in range(2, int(q ** 0.5) + 1))):
+        counts = [len(range(low + r, high + 1, p)) for r in range(p)]
+        total += sum((c / size) ** n for c in counts)
+    return total

@@ -118,7 +118,10 @@ def test_random_delay_is_uniform_over_whole_seconds_0_to_600(ready):
     base = sorted(latency)[len(latency) // 2]
     delays = [t - base for t in measured]
     check_delays_in_range(rig, delays, top, rig.source_of("mode.random_delay_max_s"))
-    fit = stats.chi_square_uniformity([round(d) for d in delays], 0, top, int(rig.limit("mode.delay_gof_bins")))
+    whole = [round(d) for d in delays]
+    rig.check_limit("resolution of the random delay (common step of the delays)", stats.lattice_step(whole),
+                    high="mode.delay_lattice_max_s")
+    fit = stats.chi_square_uniformity(whole, 0, top, int(rig.limit("mode.delay_gof_bins")))
     rig.check("uniformity of the random delay (chi-square p-value)", fit.p_value, "", rig.limit("mode.delay_gof_alpha"),
               None, f"MODE-01 uniform 0..{top} s; {fit.explain()}; {rig.source_of('mode.delay_gof_alpha')}")
 

@@ -160,3 +160,28 @@ def test_boundary_counts_itself_and_rounds_up_otherwise():
     assert ref.first_boundary(t) == t
     assert ref.first_boundary(t + timedelta(seconds=1)) == t + ref.SLOT
     assert ref.first_boundary(t + timedelta(minutes=31)) == t + 2 * ref.SLOT
+
+
+# ---------------------------------------------------------------------- the delay's resolution
+def test_lattice_step_is_the_coarsest_common_grid():
+    assert stats.lattice_step([0, 10, 600, 30]) == 10
+    assert stats.lattice_step([3, 10, 600]) == 1
+    assert stats.lattice_step([7, 7, 7]) == 0  # all equal: no step at all, which the range check judges
+
+
+def test_a_good_unit_fails_the_resolution_check_with_the_stated_probability():
+    """The limit's source states 7.5e-9 for 28 sessions over 0..600 s; the bound dominated by p = 2."""
+    n = 28
+    bound = stats.lattice_false_failure(n, 0, 600)
+    assert 7.4e-9 < bound < 7.6e-9
+    assert bound == pytest.approx(2.0 ** -(n - 1), rel=0.01)
+    assert f"{bound:.1e}".replace("e-09", "e-9") in load_limits()["mode.delay_lattice_max_s"].source
+
+
+def test_good_draws_over_twenty_seeds_are_on_the_one_second_grid_and_a_10s_grid_is_not():
+    import random
+
+    for seed in range(20):
+        rng = random.Random(seed)
+        assert stats.lattice_step([rng.randint(0, 600) for _ in range(28)]) == 1, seed
+        assert stats.lattice_step([10 * rng.randint(0, 60) for _ in range(28)]) % 10 == 0, seed
