@@ -411,7 +411,8 @@ class EmulatedCharger(ChargerOcpp):
 
     def meter_wh(self) -> int:
         self.plant.integrate()
-        return int(round(sum(self.plant.import_kwh) * 1000))
+        reads = 0.95 if self.defect == "energy-reads-5pct-low" else 1.0  # the defect: a mis-calibrated meter
+        return int(round(sum(self.plant.import_kwh) * 1000 * reads))
 
     def output_power_w(self) -> float:
         with self.plant.lock:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rig.spec.steps import wait_output_live
+from rig.core.errors import ChargerFailure
+from rig.spec.steps import plug_and_ask, unplug, wait_output_live
 
 
 @pytest.mark.eol
@@ -65,3 +66,30 @@ def test_delivered_current_follows_offered_current(ready, limit_a):
                         low=None, high="mtr.current_tolerance_a", unit="A")
         rig.check(f"L{i + 1} current not below offered {offered:g} A", rig.meter.currents()[i] - offered, "A",
                   -tol, None, rig.source_of("mtr.current_tolerance_a"))
+
+
+@pytest.mark.req("MTR-04")
+def test_energy_reported_over_ocpp_agrees_with_the_reference_meter(ready):
+    """One session at the rated current: meterStop - meterStart of the transaction against the
+    reference meter's import over the same session (read before plug-in and after the contactor
+    opened, so both see exactly the energy that flowed)."""
+    rig = ready
+    before_kwh = rig.meter.snapshot().import_kwh
+    mark = rig.central.mark()
+    plug_and_ask(rig)
+    rig.clock.sleep(rig.limit("mtr.ocpp_energy_session_s"), "charging session for the energy comparison")
+    rig.ev.stop_requesting()
+    if wait_output_live(rig, False, rig.limit("cp.contactor_open_c_to_b_max_s") + 1.0) is None:
+        raise ChargerFailure("the contactor did not open when the vehicle stopped asking for power")
+    after_kwh = rig.meter.snapshot().import_kwh
+    unplug(rig)
+    start = rig.central.wait_for("StartTransaction", timeout=5.0, after=mark)
+    stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=mark)
+    reported_wh = stop.payload["meterStop"] - start.payload["meterStart"]
+    reference_wh = (after_kwh - before_kwh) * 1000.0
+    assert reference_wh > 1000.0, f"the session delivered only {reference_wh:.0f} Wh: nothing to compare"
+    error_pct = 100.0 * abs(reported_wh - reference_wh) / reference_wh
+    resolution = 100.0 / reference_wh  # OCPP meter values are whole Wh
+    rig.check_limit(f"energy over OCPP ({reported_wh} Wh) against the reference meter ({reference_wh:.0f} Wh), "
+                    "regulation", error_pct, high="mtr.ocpp_energy_agreement_pct", resolution=resolution)
+    rig.check_limit("the same, product target", error_pct, high="mtr.ocpp_energy_target_pct", resolution=resolution)
