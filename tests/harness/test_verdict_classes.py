@@ -62,7 +62,7 @@ def test_fixture_with_a_bug(rig, broken_fixture):
 
 @pytest.mark.req("CP-03")
 def test_unit_fails(rig):
-    assert 1 == 2, "the unit's duty was wrong"
+    assert 1 == 2, "the unit's duty was wrong"  # a designed unit failure: the contrast to the two above
 """
 
 
@@ -116,6 +116,14 @@ def test_a_harness_error_at_end_of_line_is_rig_fault_retest_never_fail(tmp_path)
 
 
 # ---------------------------------------------------------------------- rig services
+def only_test_as_rig_fault(tmp_path, probe_text: str) -> tuple[dict, object]:
+    """Run a one-test probe; its record, which must be a rig fault (outcome error), and the run."""
+    run = run_pytest([str(write_test(tmp_path, probe_text))], tmp_path)
+    assert run.returncode == 1, run.output
+    (test,) = run.json("run.json")["tests"]
+    assert test["outcome"] == "error", test
+    return test, run
+
 DNS_BREAKS = """
 import struct
 import pytest
@@ -134,12 +142,8 @@ def test_unit_registers_after_power_cycle(rig):
 
 
 def test_a_rig_service_failing_makes_the_units_silence_a_rig_fault(tmp_path):
-    probe = write_test(tmp_path, DNS_BREAKS)
-    run = run_pytest([str(probe)], tmp_path)
-    assert run.returncode == 1, run.output
+    test, run = only_test_as_rig_fault(tmp_path, DNS_BREAKS)
     assert "ERROR (rig fault)" in run.output, run.output
-    (test,) = run.json("run.json")["tests"]
-    assert test["outcome"] == "error", test
     assert test["rig_fault"].startswith("dns "), test
     assert "struct.error" in test["rig_fault"] and "the unit was not judged" in test["rig_fault"], test
     assert run.json("traceability.json")["BOOT-01"]["verdict"] == "error"
@@ -147,11 +151,12 @@ def test_a_rig_service_failing_makes_the_units_silence_a_rig_fault(tmp_path):
 
 CENTRAL_BREAKS = """
 import pytest
+from rig.bench.journal import raw
 
 @pytest.mark.req("BOOT-01")
 def test_unit_answers_a_trigger(rig):
     rig.await_ready()
-    central = object.__getattribute__(rig.central, "_target")
+    central = raw(rig.central)
     def broken(conn, text):
         raise RuntimeError("central system bug")
     central._handle_message = broken
@@ -161,11 +166,8 @@ def test_unit_answers_a_trigger(rig):
 
 
 def test_the_central_system_failing_is_a_rig_fault_naming_it(tmp_path):
-    probe = write_test(tmp_path, CENTRAL_BREAKS)
-    run = run_pytest([str(probe)], tmp_path)
-    assert run.returncode == 1, run.output
-    (test,) = run.json("run.json")["tests"]
-    assert test["outcome"] == "error" and test["rig_fault"].startswith("central_system: "), test
+    test, _run = only_test_as_rig_fault(tmp_path, CENTRAL_BREAKS)
+    assert test["rig_fault"].startswith("central_system: "), test
     assert "RuntimeError: central system bug" in test["rig_fault"], test
 
 
@@ -218,11 +220,12 @@ def test_an_interrupted_test_is_interrupted_never_passed(tmp_path, sig):
 
 CENTRAL_DIES = """
 import pytest
+from rig.bench.journal import raw
 
 @pytest.mark.req("BOOT-01")
 def test_unit_registers_after_power_cycle(rig):
     rig.await_ready()
-    central = object.__getattribute__(rig.central, "_target")
+    central = raw(rig.central)
     central._loop.loop.call_soon_threadsafe(central._loop.loop.stop)  # the service thread dies
     central._loop._thread.join(5)
     rig.power_cycle()
@@ -231,10 +234,6 @@ def test_unit_registers_after_power_cycle(rig):
 
 
 def test_a_rig_service_that_dies_makes_the_units_silence_a_rig_fault(tmp_path):
-    probe = write_test(tmp_path, CENTRAL_DIES)
-    run = run_pytest([str(probe)], tmp_path)
-    assert run.returncode == 1, run.output
-    (test,) = run.json("run.json")["tests"]
-    assert test["outcome"] == "error", test
+    test, run = only_test_as_rig_fault(tmp_path, CENTRAL_DIES)
     assert test["rig_fault"].startswith("central_system: its service thread has stopped"), test
     assert run.json("traceability.json")["BOOT-01"]["verdict"] == "error"
