@@ -7,6 +7,9 @@
     rig requirements      the requirement catalogue: ID, M1 flag, text
     rig limits            every limit: key = value unit [confidence] source
     rig defects           the known-bad units the emulated charger can play
+    rig device serve --central HOST:PORT [--defect NAME] [--rig-file F] [--journal F] ...
+                          the emulated unit and its instruments as a real-time device of their own,
+                          for the harness to test as a real bench (docs/device.md)
     rig records list | show SERIAL|RUN_ID | yield --since DATE | export SERIAL | import FILE
                           unit records in the results store (--db URL, else $RIG_RESULTS_DB,
                           else reports/results.sqlite)
@@ -287,6 +290,56 @@ def _add_records(commands) -> None:
     p.set_defaults(run=_records_import)
 
 
+def _device_serve(args: argparse.Namespace) -> int:
+    from rig.sim.device import DeviceError, load_options, serve
+
+    ports: dict[str, int] = {}
+    for item in args.port or ():
+        name, sep, value = item.partition("=")
+        if not sep or not value.isdigit():
+            raise UserMistake(f"--port {item!r}: expected NAME=PORT, e.g. --port load=5025")
+        ports[name] = int(value)
+    overrides = {k: getattr(args, k) for k in ("central", "model", "serial", "defect", "seed", "speed", "host",
+                                                "meter_transport", "journal", "rig_file")}
+    overrides["ports"] = ports or None
+    try:
+        options = load_options(args.device_file, overrides)
+        if args.device_file and ports:
+            options.ports = {**options.ports, **ports}
+        return serve(options, sys.stdout)
+    except DeviceError as exc:
+        raise UserMistake(str(exc)) from None
+
+
+def _device_keys(args: argparse.Namespace) -> int:
+    from rig.sim.device import describe_keys
+
+    print(describe_keys())
+    return EXIT_OK
+
+
+def _add_device(commands) -> None:
+    device = commands.add_parser("device", help="the emulated charge point as a device of its own (real time)")
+    sub = device.add_subparsers(dest="device_command", required=True, metavar="SUBCOMMAND")
+    p = sub.add_parser("serve", help="serve the emulated unit and its instruments in real time; print a real-bench "
+                       "rig file; run until Ctrl-C / SIGTERM")
+    p.add_argument("--device-file", metavar="TOML", help="a [device] table with the keys below (`rig device keys`)")
+    p.add_argument("--central", metavar="HOST:PORT", help="where the rig's central system listens (required)")
+    p.add_argument("--model", help="the unit's model (default PS22-S)")
+    p.add_argument("--serial", help="the unit's serial (default SIM-0001)")
+    p.add_argument("--defect", help="play a known-bad unit (rig defects)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--speed", type=float, help="wall-clock pace (default 1.0: real time)")
+    p.add_argument("--host", help="address the TCP instruments listen on (default 127.0.0.1)")
+    p.add_argument("--meter-transport", choices=("rtu", "tcp"))
+    p.add_argument("--journal", metavar="FILE", help="ground-truth journal, JSON lines")
+    p.add_argument("--rig-file", metavar="FILE", help="write the real-bench rig file here")
+    p.add_argument("--port", action="append", metavar="NAME=PORT",
+                   help="fixed TCP port of pigpio, meter (tcp), load, source or injector (repeatable)")
+    p.set_defaults(run=_device_serve)
+    sub.add_parser("keys", help="describe the device file's keys").set_defaults(run=_device_keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rig", description="PlugStream rig: inspect rig files, requirements, limits and unit records.",
@@ -322,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("defects", help="list the known-bad units of the emulated charger").set_defaults(run=_defects)
     _add_records(commands)
+    _add_device(commands)
     return parser
 
 

@@ -62,7 +62,7 @@ def open_rig(
         clock: Clock = bench.clock
     else:
         bench = None
-        sections = {name: rigfile.section(name) for name in rf.INSTRUMENT_SECTIONS}
+        sections = {name: rigfile.section(name) for name in rf.INSTRUMENT_SECTIONS if name in rigfile.data}
         clock = RealClock(progress=progress)
     rig = Rig(rigfile, profile, limits, clock, sections, bench)
     try:

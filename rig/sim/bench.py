@@ -30,10 +30,14 @@ NETWORK_HOSTS = {"address": 1, "unit_address": 10, "dns_primary": 53, "dns_secon
 
 
 class EmulatedBench:
-    def __init__(self, rigfile, profile: dict, seed: int = 1, defect: str | None = None):
+    def __init__(self, rigfile, profile: dict, seed: int = 1, defect: str | None = None,
+                 clock: VirtualClock | None = None, listen_host: str = "127.0.0.1",
+                 listen_ports: dict[str, int] | None = None):
         self.rigfile, self.profile = rigfile, profile
         self.defect = lookup_defect(defect)
-        self.clock = VirtualClock(seed)
+        self.clock = clock if clock is not None else VirtualClock(seed)
+        # where the TCP instruments listen: loopback and free ports, unless `rig device serve` says
+        self.listen_host, self.listen_ports = listen_host, dict(listen_ports or {})
         self.plant = Plant(self.clock, phases=profile["phases"])
         self.loop = LoopThread(f"bench-{rigfile.bench.name}")
         self.instruments: dict[str, object] = {}
@@ -73,7 +77,17 @@ class EmulatedBench:
             "console": EmulatedConsole(self.plant, self.loop, sections["console"], self.charger.console),
         }
         for name, server in servers.items():
-            sections[name] = server.start()
+            if hasattr(server, "listen_host"):
+                server.listen_host = self.listen_host
+            if hasattr(server, "listen_port") and self.listen_ports.get(name):
+                server.listen_port = self.listen_ports[name]
+            if name == "meter" and self.listen_ports.get(name) and sections[name].get("transport") == "tcp":
+                server.config["port"] = self.listen_ports[name]
+            try:
+                sections[name] = server.start()
+            except OSError as exc:
+                exc.instrument = name  # `rig device serve` names the port it could not have
+                raise
             self.instruments[name] = server
         if "network" in self.rigfile.data:
             sections["network"] = self._network_section()

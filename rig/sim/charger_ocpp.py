@@ -106,6 +106,7 @@ class ChargerOcpp:
                 on_disconnected=self._on_disconnected,
                 headers=net.client_headers() if net is not None else None,
             )
+            self.client.observer = getattr(self, "frame_observer", None)
         if net is None:
             self.client.connect()
         else:  # resolve (and re-sync the clock if TLS failed on time), then TLS; no address: retry later

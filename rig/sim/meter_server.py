@@ -74,6 +74,7 @@ class EmulatedMeter:
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._pty: PtyPair | None = None
         self._tcp_port: int | None = None
+        self.listen_host = "127.0.0.1"  # Modbus TCP: `rig device serve` sets the device's address
         self._started = False
         #: a request whose function code Modbus does not define, answered with exception 01
         self.undefined_function: int | None = None
@@ -87,7 +88,7 @@ class EmulatedMeter:
             resolved["port"] = self._pty.device_b
         else:
             self._tcp_port = self._wanted_tcp_port()
-            resolved["host"] = "127.0.0.1"
+            resolved["host"] = self.listen_host
         self.loop.run(self._serve())
         if self.transport == "tcp":
             resolved["port"] = self._tcp_port
@@ -115,7 +116,7 @@ class EmulatedMeter:
         device = SimDevice(id=self.unit, simdata=self._register_layout(), action=self._on_access)
         common = dict(trace_packet=self._trace_packet, trace_pdu=self._trace_pdu)
         if self.transport == "tcp":
-            server = ModbusTcpServer(device, address=("127.0.0.1", self._tcp_port), **common)
+            server = ModbusTcpServer(device, address=(self.listen_host, self._tcp_port), **common)
         else:
             server = ModbusSerialServer(
                 device,

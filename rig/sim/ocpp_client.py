@@ -95,6 +95,8 @@ class OcppClient:
         self._handover_tag = f"ocpp-client:{cp_id}"
         #: why the last connection ended or the last connect failed (None before that)
         self.disconnect_reason: str | None = None
+        #: (direction "in"/"out", frame text) for every frame: the device's ground-truth journal
+        self.observer: Callable[[str, str], None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -211,6 +213,7 @@ class OcppClient:
         pending.timer = ocppj.call_later(
             self.clock, self._thread.loop, timeout_s, lambda: self._time_out(unique_id, timeout_s)
         )
+        self._observe("out", text)
         self._link.send(text)
 
     def _time_out(self, unique_id: str, timeout_s: float) -> None:
@@ -230,6 +233,7 @@ class OcppClient:
 
     # -- incoming ----------------------------------------------------------------------------
     def _on_message(self, text: str | bytes) -> None:
+        self._observe("in", text)
         try:
             frame = ocppj.decode(text)
         except ocppj.FrameError as bad:
@@ -281,7 +285,15 @@ class OcppClient:
 
     def _send(self, text: str) -> None:
         if self._link is not None:
+            self._observe("out", text)
             self._link.send(text)
+
+    def _observe(self, direction: str, text: str | bytes) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(direction, text if isinstance(text, str) else text.decode("utf-8", "replace"))
+            except Exception as exc:  # a journal that cannot write must not cut the unit off
+                ocppj.report_bug(self.clock, "OCPP frame observer", exc)
 
     # -- threads -----------------------------------------------------------------------------
     def _run_in_loop(self, fn: Callable[[], None], counted: bool = True) -> None:

@@ -141,6 +141,9 @@ class ScpiServer:
         self.config = dict(config)
         self.fault: str | None = None
         self.port: int | None = None
+        # where it listens: loopback and a free port on the emulated bench; `rig device serve`
+        # sets the device's address and the port its device file names
+        self.listen_host, self.listen_port = "127.0.0.1", 0
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._errors: deque[ScpiError] = deque()
@@ -159,7 +162,7 @@ class ScpiServer:
     def start(self) -> dict:
         if self._server is None:
             self.port = self.loop.run(self._serve())
-        return {**self.config, "resource": f"TCPIP0::127.0.0.1::{self.port}::SOCKET"}
+        return {**self.config, "resource": f"TCPIP0::{self.listen_host}::{self.port}::SOCKET"}
 
     def stop(self) -> None:
         if self._server is not None:
@@ -167,7 +170,7 @@ class ScpiServer:
             self._server = None
 
     async def _serve(self) -> int:
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._client, self.listen_host, self.listen_port)
         return self._server.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:

@@ -25,8 +25,8 @@ IDLE_DAY_S = 86400.0
 @pytest.fixture
 def net(ready):
     """A registered unit on the rig's network."""
-    if ready.network is None:
-        raise RigFault("rig", "the rig file has no [network] section: the rig is not the unit's network")
+    if ready.network is None:  # a bench that cannot test this must say so, not fail or fault the unit
+        pytest.skip("the rig file has no [network] section: the rig is not the unit's network")
     return ready
 
 

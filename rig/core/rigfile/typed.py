@@ -184,7 +184,7 @@ class RigFile:
     led_sensor: LedSensor
     console: Console
     central: Central
-    network: Network
+    network: Network | None  # None: a real bench whose unit is not on the rig's network
     profile_path: Path
     data: dict = field(repr=False, compare=False, hash=False)  # defaults filled in
 

@@ -16,7 +16,7 @@ from typing import Any
 from rig.core.errors import RigFileError
 
 from rig.data import EMULATED, EMULATED_RIG, PROFILES_DIR
-from rig.core.rigfile.schema import (ADC_BITS, ADC_CHANNELS, ADC_SPAN_V, AUTO, CP_SWING_V, EMULATED_REPLACES, KEYS, Key, NUMBER, SCHEMA, SECTIONS, STRING, _children, _is_int, show)
+from rig.core.rigfile.schema import (OPTIONAL_ON_REAL, ADC_BITS, ADC_CHANNELS, ADC_SPAN_V, AUTO, CP_SWING_V, EMULATED_REPLACES, KEYS, Key, NUMBER, SCHEMA, SECTIONS, STRING, _children, _is_int, show)
 from rig.core.rigfile.typed import (RigFile, SECTION_CLASSES)
 
 # --- validation -------------------------------------------------------------------------------
@@ -116,7 +116,8 @@ def _fill_sections(data: dict, problems: _Problems) -> dict:
         parent = _walk(data, parent_name)
         source = parent.get(leaf) if parent is not None else None
         if source is None:
-            problems.missing(section, f"missing section [{section}]")
+            if not (section in OPTIONAL_ON_REAL and (data.get("bench") or {}).get("kind") == "real"):
+                problems.missing(section, f"missing section [{section}]")
             continue
         if not isinstance(source, dict):
             problems.add(section, f"expected a table [{section}], got {show(source)}")
@@ -365,7 +366,8 @@ def _build_section(section: str, table: dict) -> Any:
 
 
 def _build(path: Path, filled: dict, profile_path: Path) -> RigFile:
-    top = {name: _build_section(name, filled[name]) for name in SECTIONS if "." not in name}
+    top = {name: _build_section(name, filled[name]) if name in filled else None
+           for name in SECTIONS if "." not in name}
     return RigFile(path=path, profile_path=profile_path, data=filled, **top)
 
 
