@@ -455,8 +455,6 @@ class PilotBox:
         return ContactSense(*(read(name) for name in SENSE))
 
     def _sense_handler(self, name: str) -> Callable[[object, int], None]:
-        device = self._sense[name]
-
         active_level = self._sense_active_level
 
         def changed(ticks, state) -> None:

@@ -126,10 +126,12 @@ def reports_dir(config: pytest.Config) -> Path:
 
 
 def rig_summary(config: pytest.Config) -> dict:
-    from rig.core.rigfile import resolve_rig_path
+    from rig.core.rigfile import load_rigfile, resolve_rig_path
 
+    path = resolve_rig_path(config.getoption("--rig"))
     return {
-        "rig_file": str(resolve_rig_path(config.getoption("--rig"))),
+        "rig_file": str(path),
+        "bench": load_rigfile(path).bench.kind,  # emulated (virtual time) | real (wall time)
         "model": config.getoption("--sim-model"),
         "seed": config.getoption("--sim-seed"),
         "defect": config.getoption("--sim-defect"),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-from rig.core.errors import RigFault
 from rig.network import DNS_PORT, OCPP_HOST, SETUP_HOST
 from rig.network.ca import EXPIRED, GOOD, UNTRUSTED
 from rig.spec.steps import reboot, start_charging
