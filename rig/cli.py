@@ -409,15 +409,15 @@ def main(argv: list[str] | None = None) -> int:
     except (RigFileError, UserMistake) as exc:  # a data file is wrong: one line, no traceback
         print(f"rig: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
+    except BrokenPipeError:  # `rig requirements | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:
         line = _store_problem(exc, args)
         if line is None:
             raise
         print(f"rig: {line}", file=sys.stderr)
         return EXIT_PROBLEMS
-    except BrokenPipeError:  # `rig requirements | head`: the reader left, nothing is wrong
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
 
 
 if __name__ == "__main__":

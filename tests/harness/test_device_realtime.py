@@ -1,0 +1,162 @@
+"""The harness in real-bench mode against `rig device serve`: another process, wall time, every
+instrument reached over the wire (pigpio, Modbus RTU on a pty, SCPI on TCP, ptys), the unit
+connecting to the harness's central system on its own.
+
+The runs here are real time (about 1.5 minutes each at most): marked `realtime`, so
+`pytest -m "not realtime"` leaves them out and `pytest -m realtime` runs only them. They share one
+xdist group, so two real-time runs never compete for the two cores of a CI machine.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rig.core.rigfile import load_rigfile
+from rig.station.eol import EXIT_FAIL, EXIT_PASS, EXIT_RETEST
+from tests.harness.device_process import DeviceProcess, free_port
+from tests.harness.test_eol import has_banner
+from tests.harness.plugin_runs import PROJECT, Run, child_env, pytest_cmd
+
+pytestmark = [pytest.mark.realtime, pytest.mark.xdist_group("realtime")]
+
+SERIAL = "SIM-0001"
+
+
+def eol_args(device: DeviceProcess, *more: str) -> list[str]:
+    return ["rig/spec", "--rig", str(device.rig_file), "--eol", "--serial", SERIAL, "--hazardous",
+            "-p", "no:randomly", *more]
+
+
+def run_harness(args: list[str], tmp, timeout_s: float = 400) -> Run:
+    reports = tmp / "reports"
+    proc = subprocess.run(pytest_cmd(args, reports), cwd=PROJECT, env=child_env(), capture_output=True, text=True,
+                          timeout=timeout_s)
+    return Run(proc.returncode, proc.stdout + proc.stderr, reports)
+
+
+@pytest.fixture
+def device(tmp_path):
+    dev = DeviceProcess(tmp_path).start()
+    yield dev
+    dev.stop()
+
+
+def test_end_of_line_passes_a_good_unit_in_real_time(device, tmp_path):
+    assert load_rigfile(device.rig_file).bench.kind == "real"
+    run = run_harness(eol_args(device), tmp_path)
+    assert run.returncode == EXIT_PASS, run.output[-3000:]
+    assert has_banner(run.output, "PASS")
+    tests = run.json("run.json")["tests"]
+    assert len(tests) >= 9 and all(t["outcome"] == "passed" for t in tests), [(t["nodeid"], t["outcome"]) for t in tests]
+    assert run.json("run.json")["rig"]["bench"] == "real"
+    # the ground truth saw what the tests did: the contactor closed and opened, the 6 mA injection
+    truth = device.truth()
+    closes = [e for e in truth if e["event"] == "contactor" and e["closed"]]
+    injections = [e for e in truth if e["event"] == "injection" and e["on"]]
+    assert closes and injections, {e["event"] for e in truth}
+    assert any(e["event"] == "ocpp" and '"BootNotification"' in e["frame"] for e in truth)
+    assert device.stop() == 0, device.output[-2000:]
+    assert "device: stopping" in device.output
+
+
+def test_a_contactor_too_slow_only_in_real_time_fails_its_requirement(tmp_path):
+    """slow-open-c-to-b opens the contactor 250 ms after C->B (CP-04 allows 100 ms)."""
+    dev = DeviceProcess(tmp_path, "--defect", "slow-open-c-to-b").start()
+    try:
+        run = run_harness(eol_args(dev, "--req", "CP-04"), tmp_path)
+    finally:
+        dev.stop()
+    assert run.returncode == EXIT_FAIL, run.output[-3000:]
+    assert "FAILED REQUIREMENTS: CP-04" in run.output
+    failed = [t for t in run.json("run.json")["tests"] if t["outcome"] == "failed"]
+    assert failed and all("CP-04" in t["requirements"] for t in failed)
+
+
+def test_a_device_killed_mid_test_is_a_rig_fault_naming_the_instrument(tmp_path):
+    dev = DeviceProcess(tmp_path).start()
+    reports = tmp_path / "reports"
+    harness = subprocess.Popen(pytest_cmd(eol_args(dev), reports), cwd=PROJECT, env=child_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # the first test drives the vehicle: once the pilot box has put it in state B, pull the plug
+        seen = dev.wait_for_truth(lambda e: e["event"] == "vehicle" and e["state"] in ("B", "C"), timeout_s=120)
+        assert seen is not None, "the harness never drove the vehicle"
+        dev.stop(signal.SIGKILL)
+        out, _ = harness.communicate(timeout=300)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    assert harness.returncode == EXIT_RETEST, out[-3000:]
+    assert has_banner(out, "RIG FAULT") and has_banner(out, "RETEST"), out[-3000:]
+    assert "FAILED REQUIREMENTS" not in out
+    tests = Run(harness.returncode, out, reports).json("run.json")["tests"]
+    assert not [t for t in tests if t["outcome"] == "failed"], "a dead bench was blamed on the unit"
+    assert re.search(r"RIG FAULT on: .*\b(pilot|meter|load|source|injector|led_sensor|console)\b", out), out[-3000:]
+
+
+# ---------------------------------------------------------------------- bad input (no real-time waits)
+@pytest.mark.parametrize("body, key", [
+    ('[device]\ncentral = "127.0.0.1:9000"\nsped = 2.0\n', "device.sped"),
+    ('[device]\ncentral = "127.0.0.1"\n', "device.central"),
+    ('[device]\ncentral = "127.0.0.1:9000"\nspeed = "fast"\n', "device.speed"),
+    ('[device]\ncentral = "127.0.0.1:9000"\ndefect = "no-such-defect"\n', "device.defect"),
+    ('[device]\ncentral = "127.0.0.1:9000"\n[device.ports]\nload = 70000\n', "device.ports.load"),
+    ('[devise]\ncentral = "127.0.0.1:9000"\n', "devise"),
+    ('[device\n', "not valid TOML"),
+])
+def test_a_device_file_with_a_mistake_is_one_line_naming_the_key(tmp_path, body, key):
+    path = tmp_path / "device.toml"
+    path.write_text(body)
+    proc = subprocess.run(DeviceProcess(tmp_path).command()[:5] + ["--device-file", str(path)], cwd=PROJECT,
+                          env=child_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and str(path) in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_port_already_in_use_is_named_and_the_device_exits_non_zero(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(DeviceProcess(tmp_path, "--port", f"load={port}").command(), cwd=PROJECT,
+                              env=child_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "device.ports.load" in line and str(port) in line and "in use" in line, proc.stderr
+
+
+def test_a_rig_file_whose_device_is_not_running(tmp_path):
+    """`rig check` names every unreachable instrument within seconds; pytest ends in a rig fault."""
+    dev = DeviceProcess(tmp_path).start()
+    dev.stop()
+    started = time.monotonic()
+    check = subprocess.run([sys.executable, "-m", "rig.cli", "check", str(dev.rig_file)], cwd=PROJECT, env=child_env(), capture_output=True,
+                           text=True, timeout=60)
+    took = time.monotonic() - started
+    assert check.returncode == 1 and took < 15, (took, check.stderr)
+    for key in ("pilot.host", "meter.port", "load.resource", "source.resource", "injector.resource",
+                "led_sensor.port", "console.port"):
+        assert key in check.stderr, (key, check.stderr)
+    run = run_harness(eol_args(dev), tmp_path, timeout_s=120)
+    assert run.returncode == EXIT_RETEST, run.output[-3000:]
+    assert has_banner(run.output, "RIG FAULT") and "FAILED REQUIREMENTS" not in run.output
+    assert "RIG FAULT on: pilot" in run.output and "failed to connect" in run.output
+
+
+def test_the_device_leaves_no_port_behind(tmp_path):
+    ports = {name: free_port() for name in ("pigpio", "load", "source", "injector")}
+    args = [a for name, port in ports.items() for a in ("--port", f"{name}={port}")]
+    first = DeviceProcess(tmp_path, *args).start()
+    assert first.stop(signal.SIGINT) == 0, first.output
+    second = DeviceProcess(tmp_path, *args).start()  # the same ports again: nothing was left listening
+    assert second.stop() == 0, second.output
