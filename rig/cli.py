@@ -113,6 +113,8 @@ def _store_problem(exc: Exception, args: argparse.Namespace) -> str | None:
     """One line for a results store that cannot be used; None for anything else (a bug: traceback)."""
     from rig.results.store import ENV_URL, describe_error
 
+    if args.command != "records":  # only `rig records` opens the store: anything else is not its fault
+        return None
     url = getattr(args, "db", None) or os.environ.get(ENV_URL) or "reports/results.sqlite"
     return describe_error(exc, url)
 

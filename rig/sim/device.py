@@ -283,7 +283,7 @@ class GroundTruth:
     def _on_plant(self, topic: str) -> None:
         p = self.plant
         facts = {
-            "contactor": {"closed": p.line_closed, "neutral": p.neutral_closed},
+            "contactor": {"closed": p.line_closed, "neutral": p.neutral_closed, "earth": p.earth_closed},
             "pwm": {"mode": p.generator.mode, "duty": round(p.generator.duty, 4), "hz": p.generator.freq_hz},
             "injection": {"on": p.injection.on, "a": p.injection.start_a, "ramp_a_per_s": p.injection.rate_a_per_s},
             "supply": {"on": p.supply_on, "v": [round(v, 2) for v in p.supply_v]},
