@@ -261,6 +261,7 @@ def plan_sense(
     now: datetime,
     power_kw: float,
     respect_ready_by: bool = True,
+    fill_after_ready_by: bool = False,
 ) -> SensePlan:
     """The contract's planning rule.
 
@@ -275,6 +276,9 @@ def plan_sense(
     if slot_kwh <= 0:
         return SensePlan((), power_kw, 0.0, 0.0, False)
     n = max(1, math.ceil(energy_kwh / slot_kwh - 1e-9))
+    if len(candidates) < n and fill_after_ready_by:  # the known-bad planner: tops up with later slots
+        later = sorted((s for s in tariff if s.start >= boundary and s not in candidates), key=lambda s: (s.price, s.start))
+        candidates = sorted(candidates + later[:n - len(candidates)], key=lambda s: s.start)
     if len(candidates) < n:
         cost = sum(s.price * slot_kwh for s in candidates)
         return SensePlan(tuple(s.start for s in candidates), power_kw, cost, cost, False)

@@ -123,12 +123,17 @@ def test_sense_plan_is_the_cheapest_feasible_and_charging_follows_it(ready):
 
 
 @pytest.mark.req("MODE-06")
-def test_target_out_of_reach_charges_every_candidate(ready):
+@pytest.mark.parametrize("slots_after_ready_by", [0, 6], ids=["tariff-ends-at-ready-by", "cheap-slots-after-ready-by"])
+def test_target_out_of_reach_charges_every_candidate(ready, slots_after_ready_by):
+    """Four slots before ready-by, energy for five and a half: every one of them and nothing else.
+    With slots after ready-by cheaper than those before it (9.5, 9.5, 7.5 p), a planner that tops a
+    short plan up with them is caught by the plan and, charging on, by the meter until the tariff ends."""
     rig = ready
     prepare(rig)
     rig.set_time(MONDAY_EVENING)
-    tariff = tariff_from(uk_time(2026, 1, 12, 18, 0), PRICES[:4])
-    ready_by = tariff[-1].start + ref.SLOT
+    tariff = tariff_from(uk_time(2026, 1, 12, 18, 0), PRICES[:4 + slots_after_ready_by])
+    ready_by = tariff[3].start + ref.SLOT
+    assert min(s.price for s in tariff[4:]) < max(s.price for s in tariff[:4]) if slots_after_ready_by else True
     slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
     energy = round(5.5 * slot_kwh, 3)
     send_tariff_and_target(rig, tariff, energy, ready_by)
@@ -138,7 +143,7 @@ def test_target_out_of_reach_charges_every_candidate(ready):
     want = reference_plan(rig, tariff, planned_at, ready_by, energy)
     assert not want.feasible
     check_plan(rig, unit_plan(rig), want)
-    sleep_until(rig, ready_by + timedelta(minutes=5), "through the plan")
+    sleep_until(rig, max(ready_by, tariff[-1].start + ref.SLOT) + timedelta(minutes=5), "through the tariff")
     check_sense_session(rig, want, asked_s, start_kwh, energy, ready_by)
 
 
