@@ -151,7 +151,7 @@ def timing_rows(run: dict, marks: dict, truth: list[dict]) -> list[tuple[str, fl
         seen = [e for e in truth if start <= e["mono"] <= end]
         for m in test["measurements"]:
             row = _timing_row(m, seen)
-            if row is not None:
+            if row is not None and row not in rows:  # the ride-through is named once per phase
                 rows.append(row)
     return rows
 
@@ -161,12 +161,12 @@ def _timing_row(m: dict, seen: list[dict]):
         return None
     for pattern, what, stimulus, response in TIMINGS:
         if re.search(pattern, m["name"]):
+            # the first response this test caused (a response before any stimulus is the safe
+            # state the test started from), timed from the latest stimulus before it
             for i, e in enumerate(seen):
-                if response(e):
-                    causes = [s for s in seen[:i] if stimulus(s)]
-                    if causes:
-                        return what, m["value"], e["mono"] - causes[-1]["mono"], m.get("resolution") or 0.0
-                    break
+                causes = [s for s in seen[:i] if stimulus(s)] if response(e) else []
+                if causes:
+                    return what, m["value"], e["mono"] - causes[-1]["mono"], m.get("resolution") or 0.0
             return None
     ride = RIDE_THROUGH.search(m["name"])
     if ride:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rig.product import cp as cpmath
-from rig.spec.steps import first_sense_edge
+from rig.spec.steps import applied, first_sense_edge
 
 
 @pytest.mark.eol
@@ -67,8 +67,7 @@ def test_contactor_closes_within_3s_of_state_c_and_never_in_b(ready):
     rig.clock.sleep(5.0, "vehicle waits in state B")
     early = first_sense_edge(rig, "sense_l1", True, 0.0)
     assert early is None, f"contactor closed in state B at t={early:.3f} s, before the vehicle asked for power"
-    t0 = rig.clock.now()
-    rig.ev.request_power()
+    t0 = applied(rig, rig.ev.request_power)
     limit = rig.limit("cp.contactor_close_max_s")
     rig.clock.sleep(limit + 1.0, "waiting for the contactor")
     closed = first_sense_edge(rig, "sense_l1", True, t0)
@@ -81,8 +80,7 @@ def test_contactor_closes_within_3s_of_state_c_and_never_in_b(ready):
 def test_contactor_opens_within_100ms_of_c_to_b(charging):
     rig = charging
     rig.pilot.clear_sense_events()
-    t0 = rig.clock.now()
-    rig.ev.stop_requesting()
+    t0 = applied(rig, rig.ev.stop_requesting)
     rig.clock.sleep(1.0, "after C->B")
     opened = first_sense_edge(rig, "sense_l1", False, t0)
     rig.check_limit("contactor open after C->B", None if opened is None else opened - t0,
@@ -97,8 +95,7 @@ def test_unplug_opens_contactor_and_stops_pwm_within_100ms(charging, from_state)
         rig.ev.stop_requesting()
         rig.clock.sleep(1.0)
     rig.pilot.clear_sense_events()
-    t0 = rig.clock.now()
-    rig.ev.unplug()
+    t0 = applied(rig, rig.ev.unplug)
     limit = rig.limit("cp.unplug_open_max_s")
     rig.clock.sleep(limit)
     m = rig.pilot.measure_cp(window_s=0.02)

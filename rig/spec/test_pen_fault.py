@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from rig.bench.rig import SAFE_DWELL_S
 from rig.spec.steps import (
+    applied,
     check_current_flows,
     check_idle_current,
     expect_led,
@@ -85,10 +86,8 @@ def disturb(rig, volts: float, seconds: float | None, phase: int | None = None) 
     require_closed(rig, pen_pins(rig))
     rig.pilot.clear_sense_events()
     if seconds is None:
-        rig.source.set_voltage(volts, phase)
-    else:
-        rig.source.excursion(volts, seconds, phase)
-    return rig.clock.now()
+        return applied(rig, lambda: rig.source.set_voltage(volts, phase))
+    return applied(rig, lambda: rig.source.excursion(volts, seconds, phase))
 
 
 def check_trip_time(rig, t0: float, opened: float | None, what: str) -> None:
@@ -194,8 +193,7 @@ def test_idle_unit_resets_to_ready_after_30s_of_normal_supply(pen_ready, side):
     the PEN page's 'green', see REQUIREMENTS)."""
     rig = pen_ready
     volts, code, seconds = volts_for(rig, side, 1), error_code(rig, side), trip_excursion_s(rig)
-    rig.source.excursion(volts, seconds)
-    t0 = rig.clock.now()
+    t0 = applied(rig, lambda: rig.source.excursion(volts, seconds))
     normal_at = t0 + seconds
     fault = wait_fault_reported(rig, code, t0, rig.limit("pen.trip_max_s") + rig.limit("ocpp.status_report_max_s"))
     rig.check("idle unit: PEN fault reported", fault.time - t0, "s", None,

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from rig.bench.rig import SAFE_DWELL_S
 from rig.spec.steps import (
+    applied,
     check_current_flows,
     check_idle_current,
     expect_led,
@@ -64,8 +65,7 @@ def no_trip_watch_s(rig) -> float:
 def inject(rig, milliamps: float) -> float:
     """Step the residual DC to `milliamps`, with the sense log cleared; t0 = when it is applied."""
     rig.pilot.clear_sense_events()
-    rig.injector.set_current(milliamps / 1000.0)
-    return rig.clock.now()
+    return applied(rig, lambda: rig.injector.set_current(milliamps / 1000.0))
 
 
 def timed_trip(rig, milliamps: float, time_key: str) -> tuple[float, float | None]:

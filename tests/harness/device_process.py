@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,9 +50,16 @@ class DeviceProcess:
             lines.append(line)
             if line.startswith(READY_LINE):
                 self.output = "".join(lines)
+                # keep reading: a device whose log fills the pipe would block mid-test
+                self._drain = threading.Thread(target=self._read_rest, daemon=True)
+                self._drain.start()
                 return self
         self.stop()
         raise AssertionError("the device never said it was ready:\n" + "".join(lines))
+
+    def _read_rest(self) -> None:
+        for line in self.proc.stdout:
+            self.output += line
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
         if self.proc is None:
@@ -59,11 +67,15 @@ class DeviceProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            rest, _ = self.proc.communicate(timeout=timeout_s)
+            self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            rest, _ = self.proc.communicate()
-        self.output += rest or ""
+            self.proc.wait()
+        drain = getattr(self, "_drain", None)
+        if drain is not None:
+            drain.join(timeout=5)
+        else:
+            self.output += self.proc.stdout.read() or ""
         return self.proc.returncode
 
     def truth(self) -> list[dict]:
