@@ -302,7 +302,7 @@ def _device_serve(args: argparse.Namespace) -> int:
             raise UserMistake(f"--port {item!r}: expected NAME=PORT, e.g. --port load=5025")
         ports[name] = int(value)
     overrides = {k: getattr(args, k) for k in ("central", "model", "serial", "defect", "seed", "speed", "host",
-                                                "meter_transport", "journal", "rig_file")}
+                                                "meter_transport", "journal", "rig_file", "network", "rig_ca")}
     overrides["ports"] = ports or None
     try:
         options = load_options(args.device_file, overrides)
@@ -336,6 +336,9 @@ def _add_device(commands) -> None:
     p.add_argument("--meter-transport", choices=("rtu", "tcp"))
     p.add_argument("--journal", metavar="FILE", help="ground-truth journal, JSON lines")
     p.add_argument("--rig-file", metavar="FILE", help="write the real-bench rig file here")
+    p.add_argument("--network", metavar="A.B.C", help="put the unit on the rig's network, a /24 such as 127.77.0 "
+                   "(DHCP, DNS, NTP, TLS at the standard ports; needs root or CAP_NET_BIND_SERVICE for the harness)")
+    p.add_argument("--rig-ca", metavar="DIR", help="with --network: the rig's CA folder (the rig file's network.ca_dir)")
     p.add_argument("--port", action="append", metavar="NAME=PORT",
                    help="fixed TCP port of pigpio, meter (tcp), load, source or injector (repeatable)")
     p.set_defaults(run=_device_serve)

@@ -11,6 +11,9 @@ rig can present:
 and sign firmware images with the key whose public half the unit checks images against (FW-02).
 
 EC P-256 keys (fast to make, so every bench makes its own) and Ed25519 for firmware signatures.
+With `ca_dir` (rig file `network.ca_dir`) the trusted CA and the firmware key last: made there on
+first use and read back on every later run, as a real unit can only be provisioned once with them
+(a CA new every run could never be trusted by a unit on a real bench).
 Validity periods are anchored on the rig's time (TimeService), wide enough that a test moving
 the served calendar by months keeps the good certificates valid.
 """
@@ -18,6 +21,7 @@ the served calendar by months keeps the good certificates valid.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import ssl
 from pathlib import Path
 from typing import Callable
@@ -52,10 +56,10 @@ def _key_pem(key) -> bytes:
 class _Authority:
     """One CA: its key and self-signed certificate, and what it issues."""
 
-    def __init__(self, common_name: str, now: dt.datetime):
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.name = _name(common_name)
-        self.cert = (
+    def __init__(self, common_name: str, now: dt.datetime, key=None, cert: x509.Certificate | None = None):
+        self.key = key or ec.generate_private_key(ec.SECP256R1())
+        self.name = cert.subject if cert is not None else _name(common_name)
+        self.cert = cert or (
             x509.CertificateBuilder().subject_name(self.name).issuer_name(self.name)
             .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - VALID_BEFORE - dt.timedelta(days=1)).not_valid_after(now + VALID_AFTER * 2)
@@ -87,12 +91,15 @@ class TestAuthority:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, time_source: Callable[[], dt.datetime]):
+    def __init__(self, time_source: Callable[[], dt.datetime], ca_dir: str | Path | None = None):
         now = time_source()
         self._now = now
-        self.trusted = _Authority("PlugStream test rig CA", now)
         self.untrusted = _Authority("Untrusted test authority", now)
-        self.firmware_key = ed25519.Ed25519PrivateKey.generate()
+        if ca_dir:
+            self.trusted, self.firmware_key = _lasting(Path(ca_dir), now)
+        else:
+            self.trusted = _Authority("PlugStream test rig CA", now)
+            self.firmware_key = ed25519.Ed25519PrivateKey.generate()
         self._dir = PrivateDir("ca-")  # private, and found by the next run if this one is killed
         self._issued: dict[tuple[str, str], tuple[Path, Path]] = {}
 
@@ -150,3 +157,40 @@ class TestAuthority:
 
     def close(self) -> None:
         self._dir.cleanup()
+
+
+CA_FILES = ("ca.crt", "ca.key", "firmware.key", "firmware.pub")
+
+
+def _lasting(folder: Path, now: dt.datetime) -> tuple[_Authority, ed25519.Ed25519PrivateKey]:
+    """The CA and firmware key kept in `folder`, made there (private) if it has none yet."""
+    paths = {name: folder / name for name in CA_FILES}
+    if not paths["ca.key"].exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        authority = _Authority("PlugStream test rig CA", now)
+        firmware = ed25519.Ed25519PrivateKey.generate()
+        for name, data in (("ca.key", _key_pem(authority.key)), ("firmware.key", _key_pem(firmware))):
+            fd = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        paths["ca.crt"].write_bytes(_pem(authority.cert))
+        paths["firmware.pub"].write_bytes(firmware.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        return authority, firmware
+    try:
+        key = serialization.load_pem_private_key(paths["ca.key"].read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate(paths["ca.crt"].read_bytes())
+        firmware = serialization.load_pem_private_key(paths["firmware.key"].read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{folder}: not a rig CA folder ({', '.join(CA_FILES)}): {exc}") from exc
+    return _Authority(cert.subject.rfc4514_string(), now, key=key, cert=cert), firmware
+
+
+def provisioning(ca_dir: str | Path) -> tuple[bytes, bytes]:
+    """(CA certificate PEM, firmware public key PEM) a unit is provisioned with, from a rig CA folder."""
+    folder = Path(ca_dir)
+    try:
+        return (folder / "ca.crt").read_bytes(), (folder / "firmware.pub").read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{folder}: no rig CA here ({exc.strerror}); the harness makes it on its first run "
+                         "with network.ca_dir set, or run `rig ca init DIR`") from None

@@ -17,7 +17,7 @@ from typing import Callable
 from rig.core.aio import LoopThread
 from rig.core.clock import Clock
 from rig.core.errors import ServiceFaults
-from rig.network import (DHCP_SERVER_PORT, DNS_PORT, HTTPS_PORT, NTP_HOST, NTP_PORT, OCPP_HOST, PUBLIC_DNS,
+from rig.network import (BROADCAST, DHCP_SERVER_PORT, DNS_PORT, HTTPS_PORT, NTP_HOST, NTP_PORT, OCPP_HOST, PUBLIC_DNS,
                          SETUP_HOST)
 from rig.network.ca import TestAuthority
 from rig.network.dhcp import DhcpServer
@@ -27,6 +27,22 @@ from rig.network.ntp import NtpServer
 
 #: the DNS servers in the unit's documented priority order: DHCP primary, secondary, 1.1.1.1, 1.0.0.1
 DNS_ORDER = ("dns_primary", "dns_secondary", "cloudflare_primary", "cloudflare_secondary")
+
+
+def standard_routes(config: dict, central: tuple[str, int]) -> dict[tuple[str, str, int], tuple[str, int]]:
+    """Where a unit's own IP stack reaches each documented destination when the rig serves the
+    standard ports at the [network] addresses (a real bench, `ports = "standard"`): the same
+    addresses, except that DHCP's broadcast reaches the rig's address, Cloudflare's 1.1.1.1 and
+    1.0.0.1 reach the rig addresses that answer for them, and the central system is `central`."""
+    ocpp, setup, ntp = config["ocpp_address"], config["setup_address"], config["ntp_address"]
+    routes = {("udp", BROADCAST, DHCP_SERVER_PORT): (config["address"], DHCP_SERVER_PORT),
+              ("udp", config["address"], DHCP_SERVER_PORT): (config["address"], DHCP_SERVER_PORT),
+              ("udp", ntp, NTP_PORT): (ntp, NTP_PORT), ("tcp", ocpp, HTTPS_PORT): central,
+              ("tcp", setup, HTTPS_PORT): (setup, HTTPS_PORT)}
+    public = dict(zip(("cloudflare_primary", "cloudflare_secondary"), PUBLIC_DNS))
+    for role in DNS_ORDER:
+        routes[("udp", public.get(role, config[role]), DNS_PORT)] = (config[role], DNS_PORT)
+    return routes
 
 
 class NetworkServices:
@@ -70,7 +86,7 @@ class NetworkServices:
 
     def _start(self) -> None:
         c, loop = self.config, self._loop
-        self.ca = TestAuthority(self.time_source)
+        self.ca = TestAuthority(self.time_source, c.get("ca_dir") or None)
         self.dhcp = DhcpServer("dhcp", {
             "host": "0.0.0.0" if self.standard_ports else self.address, "port": self._port(DHCP_SERVER_PORT),
             "lease_address": self.unit_address, "netmask": c.get("netmask", "255.255.255.0"),

@@ -122,7 +122,8 @@ class EmulatedBench:
         from rig.sim.emulated_link import EmulatedLink
 
         net = network.config
-        self.link = EmulatedLink(self.clock, self.loop, net["unit_address"], net["capture"])
+        self.link = EmulatedLink(self.clock, self.loop, net["unit_address"], net["capture"],
+                                 loopback_only=not getattr(network, "real_segment", False))
         self.link.set_routes(network.endpoints(central_address))
         charger = self.charger
 

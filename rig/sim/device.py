@@ -41,6 +41,12 @@ DEVICE_KEYS: dict[str, tuple[type, object, str]] = {
     "meter_transport": (str, "rtu", "rtu (on a pty) or tcp"),
     "journal": (str, "", "ground-truth journal file (JSON lines); empty: none"),
     "rig_file": (str, "", "where to write the printed real-bench rig file; empty: only print it"),
+    "network": (str, "", 'the unit on the rig\'s network: a /24 prefix such as "10.77.0" or "127.77.0" (the rig at '
+                         '.1, the unit at .10, the documented services at .53 .54 .111 .112 .80 .81 .123, standard '
+                         "ports); the unit gets its address by DHCP, resolves, takes NTP time and connects by TLS; "
+                         "empty: the unit connects straight to `central`"),
+    "rig_ca": (str, "", "with `network`: the rig's CA folder the unit is provisioned with (network.ca_dir), made "
+                        "there if it has none yet"),
 }
 #: [device.ports] keys: TCP port per instrument, 0 = a free one
 PORT_KEYS = ("pigpio", "meter", "load", "source", "injector")
@@ -63,6 +69,8 @@ class DeviceOptions:
     meter_transport: str = "rtu"
     journal: str = ""
     rig_file: str = ""
+    network: str = ""
+    rig_ca: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     source: str = "options"  # where the values came from, for error lines
 
@@ -120,10 +128,30 @@ def _checked(values: dict, source: str) -> DeviceOptions:
 
 
 def _check_values(o: DeviceOptions) -> None:
+    if o.network:
+        _check_network(o)
+        return _check_common(o)
     if not o.central:
         raise DeviceError(f"{o.source}: device.central: required: where the rig's central system listens, "
                           '"HOST:PORT" (the port of [central] in the harness\'s rig file)')
     o.central_address()
+    _check_common(o)
+
+
+def _check_network(o: DeviceOptions) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.IPv4Address(o.network + ".1")
+    except ValueError:
+        raise DeviceError(f'{o.source}: device.network: expected the first three octets of a /24, such as "10.77.0", '
+                          f"got {o.network!r}") from None
+    if not o.rig_ca:
+        raise DeviceError(f"{o.source}: device.rig_ca: required with device.network: the rig's CA folder "
+                          "(network.ca_dir of the rig file) the unit is provisioned with")
+
+
+def _check_common(o: DeviceOptions) -> None:
     if not 0.01 <= o.speed <= 1000:
         raise DeviceError(f"{o.source}: device.speed: {o.speed:g} is outside 0.01..1000")
     if o.meter_transport not in ("rtu", "tcp"):
@@ -156,6 +184,7 @@ class Device:
         self.truth: GroundTruth | None = None
         self.sections: dict[str, dict] = {}
         self.profile: dict = {}
+        self.network: dict | None = None  # the [network] section, when the unit is on the rig's network
 
     def start(self) -> "Device":
         try:
@@ -187,14 +216,41 @@ class Device:
         if o.journal:
             self.truth = GroundTruth(o.journal, self.clock, self.bench.plant)
             self.bench.charger.frame_observer = self.truth.frame
-        host, port = o.central_address()
-        self.bench.connect_charger(f"ws://{host}:{port}{self.profile['ocpp'][PROFILE_PATH_PREFIX]}{o.serial}")
+        if o.network:
+            self._join_rig_network()
+        else:
+            host, port = o.central_address()
+            self.bench.connect_charger(f"ws://{host}:{port}{self.profile['ocpp'][PROFILE_PATH_PREFIX]}{o.serial}")
         circuit = self.bench.instruments["pilot"]
         self.daemon = PigpioDaemon(self.bench.pin_factory, o.host, o.ports.get("pigpio", 0), adc=circuit._adc_counts)
         self._started(self.daemon.start, "pigpio", o.ports.get("pigpio", 0))
         self.sections["pilot"].update(pin_factory="pigpio", host=o.host, port=self.daemon.port)
         self.clock.start()
         log.info("device %s (%s) serving on %s", o.serial, o.model, o.host)
+
+    def _join_rig_network(self) -> None:
+        """The unit's Ethernet port on the rig's segment: its own stack (DHCP, DNS in the documented
+        order, NTP, TLS with the rig CA it was provisioned with) reaches the rig's services at their
+        standard ports, as a real unit's does. The device writes the capture a tcpdump would."""
+        from rig.network import OCPP_HOST
+        from rig.network.ca import TestAuthority, provisioning
+        from rig.sim.bench import NETWORK_HOSTS
+        from rig.sim.charger_network import unit_password
+
+        o = self.options
+        net = dict(self.bench.rigfile.section("network"))
+        net.update({key: f"{o.network}.{host}" for key, host in NETWORK_HOSTS.items()})
+        net.update(ports="standard", interface="", ca_dir=str(Path(o.rig_ca).resolve()),
+                   unit_password=unit_password(o.serial),
+                   # loopback shares the machine's wildcard listeners: name an address with no unit behind it
+                   scan_control_address=f"{o.network}.11" if o.network.startswith("127.") else "",
+                   capture=str(Path(o.rig_file or f"{o.serial}.toml").resolve().with_name(f"{o.serial}-unit.pcap")))
+        TestAuthority(self.clock.utc_now, net["ca_dir"]).close()  # made on first use, by the device or the rig
+        ca_pem, firmware_pem = provisioning(net["ca_dir"])
+        self.network = net
+        central = (net["ocpp_address"], 443)
+        url = f"wss://{OCPP_HOST}{self.profile['ocpp'][PROFILE_PATH_PREFIX]}{o.serial}"
+        self.bench.connect_network(_RigSegment(net, ca_pem, firmware_pem), central, url)
 
     def _started(self, start, name: str | None = None, port: int = 0):
         """Run `start`; a port that cannot be had is the device's one-line error."""
@@ -222,23 +278,48 @@ class Device:
     def rig_file(self) -> dict:
         """A real-bench rig file's tables with every address of this device filled in."""
         o = self.options
-        host, port = o.central_address()
+        host, port = o.central_address() if o.central else ("", 0)
         tables: dict = {
             "bench": {"name": f"device-{o.serial}", "kind": "real"},
             "product": {"profile": self.bench.rigfile.product.profile, "model": o.model, "serial": o.serial},
         }
         for name in ("pilot", "meter", "load", "source", "injector", "led_sensor", "console"):
             tables[name] = _schema_keys(name, self.sections[name])
-        tables["central"] = {"host": host, "port": port, "charge_point_id": "auto", "tls": False}
+        if self.network is None:
+            tables["central"] = {"host": host, "port": port, "charge_point_id": "auto", "tls": False}
+            return tables
+        tables["central"] = {"host": self.network["ocpp_address"], "port": 443, "charge_point_id": "auto", "tls": True}
+        tables["network"] = _schema_keys("network", self.network)
         return tables
 
     def rig_file_text(self) -> str:
         import tomli_w
 
+        where = ("[network]: the unit is on the rig's network (the rig serves DHCP, DNS, NTP and TLS at the\n"
+                 "# standard ports on these addresses)" if self.network else
+                 "No [network]: the unit\n# is commissioned with the central system below, as on a station LAN")
         head = (f"# Real-bench rig file for the emulated device {self.options.serial} ({self.options.model}),\n"
-                f"# printed by `rig device serve` at {time.strftime('%Y-%m-%d %H:%M:%S')}. No [network]: the unit\n"
-                "# is commissioned with the central system below, as on a station LAN.\n")
+                f"# printed by `rig device serve` at {time.strftime('%Y-%m-%d %H:%M:%S')}. {where}.\n")
         return head + tomli_w.dumps(self.rig_file())
+
+
+class _RigSegment:
+    """The rig's network as the device's unit meets it: what `EmulatedBench.connect_network` reads
+    from the rig's NetworkServices (config, the CA material the unit trusts, where each documented
+    destination is served), without serving anything: the harness serves it."""
+
+    real_segment = True  # the link may reach addresses beyond loopback (a veth), see EmulatedLink
+
+    def __init__(self, config: dict, ca_pem: bytes, firmware_public_pem: bytes):
+        from types import SimpleNamespace
+
+        self.config = config
+        self.ca = SimpleNamespace(ca_pem=ca_pem, firmware_public_pem=firmware_public_pem)
+
+    def endpoints(self, central: tuple[str, int]) -> dict:
+        from rig.network.services import standard_routes
+
+        return standard_routes(self.config, central)
 
 
 def _instrument_of(exc: OSError) -> str:
@@ -333,6 +414,7 @@ def serve(options: DeviceOptions, out) -> int:
 
 def _announce(device: Device, text: str, out) -> None:
     o, s = device.options, device.sections
+    central_at = o.central if device.network is None else f"{device.network['ocpp_address']}:443 (TLS)"
     meter = s["meter"]
     meter_at = meter["port"] if meter.get("transport") == "rtu" else f"{o.host}:{meter['port']}"
     lines = [
@@ -342,8 +424,11 @@ def _announce(device: Device, text: str, out) -> None:
         *(f"  {name:<15} {s[name]['resource']}" for name in ("load", "source", "injector")),
         f"  led sensor      {s['led_sensor']['port']}",
         f"  console         {s['console']['port']}",
-        f"  central system  expected at {o.central} (the unit retries every 10 s until it answers)",
+        f"  central system  expected at {central_at} (the unit retries every 10 s until it answers)",
     ]
+    if device.network is not None:
+        lines.append(f"  unit network    {o.network}.0/24: unit {device.network['unit_address']}, rig "
+                     f"{device.network['address']}; capture {device.network['capture']}")
     if o.journal:
         lines.append(f"  journal         {o.journal}")
     if o.rig_file:

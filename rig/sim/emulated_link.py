@@ -34,8 +34,12 @@ Route = tuple[str, str, int]  # (protocol, address, port) as the unit addresses 
 
 
 class EmulatedLink:
-    def __init__(self, clock: VirtualClock, loop: LoopThread, unit_address: str, pcap_path: str):
-        if not _is_loopback(unit_address):
+    def __init__(self, clock: VirtualClock, loop: LoopThread, unit_address: str, pcap_path: str,
+                 loopback_only: bool = True):
+        # the emulated bench keeps every packet on loopback; `rig device serve` is a unit on a real
+        # segment (a veth into a network namespace, or loopback addresses) and sets loopback_only=False
+        self.loopback_only = loopback_only
+        if loopback_only and not _is_loopback(unit_address):
             raise ValueError(f"the emulated unit must live on loopback, not {unit_address}")
         self.clock, self.loop, self.unit_address = clock, loop, unit_address
         self.routes: dict[Route, tuple[str, int]] = {}
@@ -47,7 +51,7 @@ class EmulatedLink:
 
     def set_routes(self, routes: dict[Route, tuple[str, int]]) -> None:
         for (proto, address, port), target in routes.items():
-            if not _is_loopback(target[0]):
+            if self.loopback_only and not _is_loopback(target[0]):
                 raise ValueError(f"route {proto}/{address}:{port} -> {target}: the emulated link only reaches loopback")
         self.routes = dict(routes)
         self._reverse = {(proto, *target): (address, port) for (proto, address, port), target in routes.items()

@@ -158,7 +158,11 @@ def test_connects_with_its_own_credentials_over_tls(net):
     assert last.user == rig.cp_id, f"HTTP Basic user {last.user!r}, expected the charge point id {rig.cp_id!r}"
     assert last.password not in COMMON_DEFAULTS, f"the unit uses a universal default password {last.password!r}"
     assert last.accepted, "the unit's password is not its own (it does not match its manufacturing record)"
-    assert rig.central.connected(rig.cp_id) and rig.central.history(direction="in")[-1].index >= mark
+    # connected is not yet spoken: on a real clock the unit's first frame on the new connection can
+    # still be on its way when await_ready (registered once, connected now) returns
+    spoke = rig.clock.wait_until(lambda: rig.central.history(direction="in")[-1].index >= mark, 60.0, poll=0.05,
+                                 reason="the unit speaks on the new connection")
+    assert rig.central.connected(rig.cp_id) and spoke is not None, "the unit said nothing on its new TLS connection"
 
 
 @pytest.mark.req("FW-02")

@@ -395,6 +395,12 @@ SCHEMA: tuple[Key, ...] = (
         check=_not_empty, auto="emulated"),
     Key("network.unit_password", STRING, "the unit's own password (its manufacturing record); "
         '"auto" on the emulated bench', check=_not_empty, auto="emulated"),
+    Key("network.scan_control_address", STRING, "an address on the unit's segment that nothing answers for: a TCP "
+        "port open there too belongs to the rig machine's own wildcard listeners, not to the unit (a unit emulated on "
+        'this machine\'s loopback); "" on a real segment', default="", check=_optional_host),
+    Key("network.ca_dir", STRING, 'the rig\'s lasting test CA and firmware key (ca.crt, ca.key, firmware.key, '
+        'firmware.pub), made there on first use: a real unit is provisioned once with its ca.crt and firmware.pub; '
+        '"" makes a fresh CA every run (the emulated bench, whose unit is given it at start)', default=""),
     Key("network.dhcp_lease_s", INTEGER, "DHCP lease time, seconds (1 to 2^32-1: RFC 2132 option 51)",
         default=86400, check=_between(1, UINT32_MAX, "DHCP lease time, a 32-bit field")),
     Key("network.dns_ttl_s", INTEGER, "TTL of the rig's DNS answers, seconds (1 to 2^31-1: RFC 2181)",

@@ -156,6 +156,8 @@ class Network:
     ntp_address: str
     capture: str
     unit_password: str
+    scan_control_address: str
+    ca_dir: str
     dhcp_lease_s: int
     dns_ttl_s: int
 
