@@ -25,8 +25,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class DeviceProcess:
     """Start with `start()`; `rig_file` is the printed real-bench rig file, `journal` the ground truth."""
 
-    def __init__(self, tmp: Path, *args: str, central_port: int | None = None):
+    def __init__(self, tmp: Path, *args: str, central_port: int | None = None, wrap=None):
         self.tmp = tmp
+        self.wrap = wrap  # e.g. Namespace.command: run the device inside a network namespace
         self.central_port = central_port or free_port()
         self.rig_file = tmp / "device-rig.toml"
         self.journal = tmp / "device-truth.jsonl"
@@ -36,7 +37,8 @@ class DeviceProcess:
         self.output = ""
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "rig.cli", "device", "serve", *self.args]
+        argv = [sys.executable, "-m", "rig.cli", "device", "serve", *self.args]
+        return self.wrap(argv) if self.wrap else argv
 
     def start(self, timeout_s: float = 30) -> "DeviceProcess":
         self.proc = subprocess.Popen(self.command(), cwd=PROJECT, env=child_env(), stdout=subprocess.PIPE,

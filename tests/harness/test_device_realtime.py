@@ -9,6 +9,7 @@ xdist group, so two real-time runs never compete for the two cores of a CI machi
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -160,3 +161,43 @@ def test_the_device_leaves_no_port_behind(tmp_path):
     assert first.stop(signal.SIGINT) == 0, first.output
     second = DeviceProcess(tmp_path, *args).start()  # the same ports again: nothing was left listening
     assert second.stop() == 0, second.output
+
+
+# ---------------------------------------------------------------------- a separate network
+def test_the_unit_on_the_rigs_network_behind_a_veth_in_its_own_namespace(tmp_path):
+    """The device in a network namespace of its own: the harness reaches the instruments and the
+    unit reaches the rig's DHCP, DNS, NTP, firmware server and central system (TLS, the rig CA it was
+    provisioned with) only over a veth pair, at the standard ports, as a real unit's Ethernet port.
+    Where the machine refuses namespaces, the same on loopback addresses of its own."""
+    from rig.network.pcap import read_pcap
+    from tests.harness import netns
+
+    if os.geteuid() != 0:
+        pytest.skip("the rig's services need the standard ports 53, 67, 123, 443: root (CI runs as root)")
+    why_not = netns.available()
+    space = netns.Namespace().create() if why_not is None else None
+    prefix = space.prefix if space else "127.78.0"
+    extra = ["--host", space.instruments] if space else []
+    dev = DeviceProcess(tmp_path, "--network", prefix, "--rig-ca", str(tmp_path / "rig-ca"), *extra,
+                        wrap=space.command if space else None)
+    try:
+        dev.start()
+        rig = load_rigfile(dev.rig_file)
+        assert rig.network is not None and rig.network.unit_address == f"{prefix}.10" and rig.central.tls
+        if space:  # every instrument on the far side of the veth
+            assert rig.pilot.host == space.instruments and space.instruments in rig.load.resource
+        spec = "rig/spec/"
+        run = run_harness([spec + "test_network.py::test_connects_with_its_own_credentials_over_tls",
+                           spec + "test_network.py::test_dns_servers_asked_in_the_documented_order[1]",
+                           spec + "test_control_pilot.py::test_contactor_opens_within_100ms_of_c_to_b",
+                           "--rig", str(dev.rig_file), "-p", "no:randomly"], tmp_path)
+    finally:
+        dev.stop()
+        if space:
+            space.delete()
+    assert run.returncode == 0, run.output[-3000:]
+    assert [t["outcome"] for t in run.json("run.json")["tests"]] == ["passed"] * 3
+    sent = [p for p in read_pcap(rig.network.capture) if p.src in (rig.network.unit_address, "0.0.0.0")]
+    assert {(p.proto, p.dport) for p in sent} >= {("udp", 67), ("udp", 53), ("udp", 123), ("tcp", 443)}, \
+        "the unit did not use the rig's DHCP, DNS, NTP and TLS services"
+    assert (tmp_path / "rig-ca" / "ca.crt").exists()
