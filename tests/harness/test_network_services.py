@@ -21,6 +21,7 @@ from rig.network import NTP_HOST, OCPP_HOST, SETUP_HOST
 from rig.network import dhcp as D
 from rig.network import dns as N
 from rig.network import ntp as T
+from rig.network.ca import TestAuthority
 from rig.network.pcap import read_pcap, tcp_packet, udp_packet, PcapWriter
 from rig.network.services import NetworkServices
 from rig.sim.charger_network import UnitNetwork, unit_password
@@ -391,3 +392,49 @@ def test_central_system_serves_wss_and_checks_per_unit_credentials():
     finally:
         cs.close()
         ca.close()
+
+
+def test_a_lasting_rig_ca_is_made_once_and_read_back(tmp_path):
+    """network.ca_dir: a real unit is provisioned once with the rig's CA and firmware key, so every
+    later run must present certificates from the same CA and sign with the same key."""
+    import os
+    import stat
+
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from rig.network.ca import provisioning
+
+    clock = VirtualClock(1)
+    folder = tmp_path / "rig-ca"
+    first = TestAuthority(clock.utc_now, folder)
+    second = TestAuthority(clock.utc_now, folder)
+    try:
+        assert first.ca_pem == second.ca_pem and first.firmware_public_pem == second.firmware_public_pem
+        assert provisioning(folder) == (first.ca_pem, first.firmware_public_pem)
+        for private in ("ca.key", "firmware.key"):
+            assert stat.S_IMODE(os.stat(folder / private).st_mode) == 0o600, private
+        image = b"PS-FW 9.9.9"
+        load_pem_public_key(first.firmware_public_pem).verify(second.sign_firmware(image), image)
+        # a certificate the second run issues verifies against the CA the first run made
+        from cryptography import x509
+
+        cert_file, _key = second.certificate("ocpp.ampnexus.net")
+        issued = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        issued.verify_directly_issued_by(x509.load_pem_x509_certificate(first.ca_pem))  # raises if not
+        fresh = TestAuthority(clock.utc_now)  # no folder: a new CA every run (the emulated bench)
+        assert fresh.ca_pem != first.ca_pem
+        fresh.close()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_folder_that_is_not_a_rig_ca_is_named(tmp_path):
+    from rig.network.ca import provisioning
+
+    (tmp_path / "ca.key").write_text("not a key")
+    (tmp_path / "ca.crt").write_text("not a certificate")
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        TestAuthority(VirtualClock(1).utc_now, tmp_path)
+    with pytest.raises(ValueError, match="no rig CA here"):
+        provisioning(tmp_path / "elsewhere")
