@@ -131,7 +131,9 @@ class ModeController:
             return "peak" if self._in_peak(now) else "ask"
         if mode == "Sense":
             if self.plan is None:
-                return None  # no tariff or no target: charge now
+                if self.defect == "sense-no-tariff-waits" and self.tariff is None and self.target is not None:
+                    return "sense"  # the known-bad unit waits for tariff data that never comes
+                return None  # no tariff or no target: charge now, the only way to protect ready-by
             if self.target_reached:
                 return "done"
             return None if self.plan.charging_at(now) else "sense"
@@ -260,7 +262,7 @@ class ModeController:
     # ------------------------------------------------------------------ Sense
     def set_tariff(self, data) -> bool:
         try:
-            self.tariff = M.parse_tariff(data)
+            self.tariff = M.parse_tariff(data) or None  # no slots: no tariff data
         except (ValueError, TypeError, json.JSONDecodeError):
             return False
         self._replan_later()

@@ -216,9 +216,10 @@ def _number(value, what: str) -> float:
 
 
 def parse_tariff(data) -> list[TariffSlot]:
-    """SetTariff data: {"slots": [{"start": UTC ISO on a half hour, "price": p/kWh}, ...]}."""
+    """SetTariff data: {"slots": [{"start": UTC ISO on a half hour, "price": p/kWh}, ...]}; an empty
+    list withdraws the tariff data (Sense then has none: MODE-07)."""
     slots_in = _json_object(data).get("slots")
-    if not isinstance(slots_in, list) or not slots_in:
+    if not isinstance(slots_in, list):
         raise ValueError("tariff has no list of slots")
     slots = []
     for item in slots_in:

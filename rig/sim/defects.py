@@ -55,6 +55,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("schedule-no-blue-pulse", "shows green solid instead of blue pulsing while waiting for a schedule window", ("LED-09",)),
         Defect("no-green-circle", "shows green solid instead of the green circle while waiting on the random delay", ("LED-08",)),
         Defect("sense-ignores-ready-by", "Sense picks the cheapest slots even after the ready-by time", ("MODE-06",)),
+        Defect("sense-no-tariff-waits", "Sense without tariff data waits for it instead of charging: the ready-by "
+               "time is missed", ("MODE-07",)),
         Defect("sense-short-fills-after-ready-by", "Sense, when the slots before ready-by are too few, tops the plan "
                "up with the cheapest slots after it", ("MODE-06",)),
         Defect("manual-starts-on-plug-in", "Manual mode charges on plug-in without a remote start", ("MODE-08",)),

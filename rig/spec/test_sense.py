@@ -200,3 +200,36 @@ def test_sense_plans_explored(ready, case):
     sleep_until(rig, ready_by + timedelta(minutes=1), "through the plan")
     check_sense_session(rig, want, asked_s, start_kwh, energy, ready_by)
     unplug(rig)
+
+
+# ----------------------------------------------------------------------------- no tariff data
+@pytest.mark.req("MODE-07")
+def test_without_tariff_data_sense_charges_so_the_energy_is_in_by_ready_by(ready):
+    """No tariff data (withdrawn: SetTariff with no slots), a target and a ready-by three hours
+    away: with no price to plan on, the only plan that protects ready-by is to charge; the energy
+    must be in by ready-by (reference meter), and charging must not wait for a slot."""
+    rig = ready
+    prepare(rig)
+    rig.set_time(MONDAY_EVENING)
+    reply = data_transfer(rig, "datatransfer_set_tariff", {"slots": []})
+    assert reply.get("status") == "Accepted", f"SetTariff with no slots (no tariff data) answered {reply}"
+    ready_by = (MONDAY_EVENING + timedelta(hours=3)).astimezone(timezone.utc)
+    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    energy = round(2.5 * slot_kwh, 3)  # 75 minutes of charging: well inside the three hours
+    reply = data_transfer(rig, "datatransfer_set_sense_target", {"energy_kwh": energy, "ready_by": ref.utc_iso(ready_by)})
+    assert reply.get("status") == "Accepted", f"SetSenseTarget answered {reply}"
+    start_kwh = rig.meter.energy_kwh()
+    asked_s = plug_and_ask(rig, SENSE_CURRENT_A)
+    closed = rig.clock.wait_until(lambda: rig.pilot.sense().l1, rig.limit("cp.contactor_close_max_s") + 1.0,
+                                  poll=0.1, reason="Sense without tariff data: charging should start")
+    rig.check_limit("contactor close after asking, Sense without tariff data",
+                    None if closed is None else closed - asked_s, high="cp.contactor_close_max_s",
+                    resolution=rig.clock.resolution_s)
+    sleep_until(rig, ready_by, "up to the ready-by time")
+    delivered = rig.meter.energy_kwh() - start_kwh
+    tol = rig.limit("mode.sense_energy_tolerance_pct") / 100
+    # at least the target: MODE-07 protects the ready-by time; with no price to save on, the
+    # documents do not say the unit must stop at the target, so more is not judged
+    rig.check("energy delivered by the ready-by time without tariff data", delivered, "kWh", energy * (1 - tol),
+              None, f"MODE-07; {rig.source_of('mode.sense_energy_tolerance_pct')}")
+    unplug(rig)

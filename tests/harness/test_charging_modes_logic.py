@@ -222,7 +222,7 @@ def test_half_hour_boundary_at_or_after():
 
 
 @pytest.mark.parametrize("data", [
-    "not json", "[]", json.dumps({"slots": []}), json.dumps({"slots": [{"start": "2026-01-05T18:00:00", "price": 1}]}),
+    "not json", "[]", json.dumps({"slots": None}), json.dumps({"slots": [{"start": "2026-01-05T18:00:00", "price": 1}]}),
     json.dumps({"slots": [{"start": "2026-01-05T18:10:00Z", "price": 1}]}),
     json.dumps({"slots": [{"start": "2026-01-05T18:00:00Z", "price": "1"}]}),
     json.dumps({"slots": [{"start": "2026-01-05T18:00:00Z", "price": 1}, {"start": "2026-01-05T18:00:00Z", "price": 2}]}),
@@ -230,6 +230,10 @@ def test_half_hour_boundary_at_or_after():
 def test_malformed_tariffs_are_refused(data):
     with pytest.raises((ValueError, TypeError)):
         M.parse_tariff(data)
+
+
+def test_an_empty_tariff_withdraws_the_tariff_data():
+    assert M.parse_tariff(json.dumps({"slots": []})) == []
 
 
 def test_tariff_and_target_parse():
