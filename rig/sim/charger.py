@@ -22,6 +22,7 @@ from rig.sim import charging_modes as M
 from rig.sim import firmware_timing as T
 from rig.sim.charger_firmware import FirmwareUpdater
 from rig.sim.charger_modes import ModeController
+from rig.sim.charger_metering import DEFAULT_SAMPLED, ChargerMetering
 from rig.sim.charger_ocpp import ChargerOcpp, QueuedMessage, iso
 from rig.sim.charger_safety import PenProtection, ResidualCurrentDetector
 from rig.sim.defects import Defect
@@ -61,7 +62,7 @@ class Config:
             return default
 
 
-class EmulatedCharger(ChargerOcpp):
+class EmulatedCharger(ChargerOcpp, ChargerMetering):
     def __init__(
         self,
         plant: Plant,
@@ -113,6 +114,7 @@ class EmulatedCharger(ChargerOcpp):
             {
                 "HeartbeatInterval": "0",
                 "MeterValueSampleInterval": "60",
+                "MeterValuesSampledData": DEFAULT_SAMPLED,
                 "NumberOfConnectors": "1",
                 "ConnectorPhaseRotation": "RST" if self.model["phases"] == 3 else "R",
                 k["config_charging_mode"]: self.profile["charging"]["default_mode"],
@@ -388,6 +390,8 @@ class EmulatedCharger(ChargerOcpp):
         def started(answer: dict, session=s):
             session.transaction_id = answer.get("transactionId")
             self._report_status()
+            if session is self.session:
+                self._meter_values_start()
 
         self._send_tx("StartTransaction", lambda: payload, started)
 
@@ -396,6 +400,7 @@ class EmulatedCharger(ChargerOcpp):
         if s is None or s.stopped:
             return
         s.stopped = True
+        self._meter_values_stop()
         if s.start_requested_sent:
             meter_stop = s.meter_start_wh if self.defect == "meterstop-missing-energy" else self.meter_wh()
             timestamp = iso(self.rtc_now())

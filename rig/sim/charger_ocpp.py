@@ -16,6 +16,18 @@ from rig.sim import firmware_timing as T
 _RETRY_LATER = ("Timeout", "ConnectionClosed", "NotConnected")
 
 
+def _valid_standard(key: str, value: str) -> bool:
+    """OCPP 1.6 standard keys this firmware checks: intervals are whole non-negative seconds; the
+    sampled measurands must be ones it can sample."""
+    if key in ("MeterValueSampleInterval", "HeartbeatInterval"):
+        return value.isdigit()
+    if key == "MeterValuesSampledData":
+        from rig.sim.charger_metering import valid_sampled_data
+
+        return valid_sampled_data(value)
+    return True
+
+
 def iso(when: datetime) -> str:
     """An OCPP timestamp (UTC, milliseconds) from the unit's real-time clock."""
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
@@ -304,7 +316,7 @@ class ChargerOcpp:
             return {"status": "Rejected"}
         if key not in self.config.values:
             return {"status": "NotSupported"}
-        if not self.modes.validate(key, value):
+        if not self.modes.validate(key, value) or not _valid_standard(key, value):
             return {"status": "Rejected"}
         self.modes.before_config_change(key, self.config.values[key], value)
         self.config.values[key] = value

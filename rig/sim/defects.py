@@ -67,6 +67,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("pending-sends-status", "sends StatusNotification while its BootNotification is Pending", ("BOOT-02",)),
         Defect("purple-stuck", "purple never clears after a firmware update and charging never resumes", ("FW-01", "LED-04")),
         Defect("meterstop-missing-energy", "StopTransaction.meterStop repeats meterStart (the energy is lost)", ("OCPP-02",)),
+        Defect("power-measured-every-10s", "measures its power every 10 s: MeterValues every second repeat a "
+               "stale power for up to 10 s after a change", ("MTR-05",)),
         Defect("energy-reads-5pct-low", "its own energy meter reads 5 % low: within the regulation's 10 %, outside the 1 % target", ("MTR-04",)),
         # network (issue 6)
         Defect("resolver-skips-dhcp", "asks 1.1.1.1 first, never the DNS servers DHCP gave it", ("NET-02",)),
