@@ -39,7 +39,7 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("--rig", "rig", None, "rig file describing the bench, or 'emulated' for the shipped emulated bench "
            "(rig/data/rigs/emulated.toml). Giving it (or the ini key) activates the plugin", metavar="PATH"),
-    Option("--sim-model", "sim_model", None, "emulated bench: model of the emulated unit (PS7, PS7-S, PS22, PS22-S); "
+    Option("--sim-model", "sim_model", None, "emulated bench: model of the emulated unit (PS7, PS7-S, PS22, PS22-S, PS22-E); "
            "default: the rig file's", metavar="MODEL"),
     Option("--sim-seed", "sim_seed", 1, "emulated bench: seed of the virtual clock and every random choice (default 1)",
            kind="int", metavar="N"),

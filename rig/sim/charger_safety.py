@@ -108,7 +108,8 @@ class PenProtection:
         d = charger.defect
         self.trip_delay_s = {"pen-slow-trip": 6.0, "pen-no-ride-through": 2.5}.get(d, T.PEN_TRIP_DELAY_S)
         self.max_resumes = T.PEN_MAX_RESUMES + (1 if d == "pen-eleventh-resume" else 0)
-        self.opens_earth = charger.profile["safety"]["pen_opens_earth"] and d != "pen-earth-stays-closed"
+        self.opens_earth = (charger.profile["safety"]["pen_opens_earth"] or d == "pen-export-opens-earth") \
+            and d != "pen-earth-stays-closed"
         self.resumes = 0
         self.locked_out = False
         self._trip_timer = None

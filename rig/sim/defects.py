@@ -36,6 +36,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("pen-slow-trip", "PEN protection opens 6 s after the voltage leaves the window", ("PEN-01",)),
         Defect("pen-window-wide", "PEN window 206-254 V instead of 207-253 V (a threshold 1 V off)", ("PEN-01",)),
         Defect("pen-no-ride-through", "PEN protection trips on a 3 s excursion (2.5 s delay)", ("PEN-02",)),
+        Defect("pen-export-opens-earth", "the -E export variant opens protective earth on a PEN trip like the "
+               "other models", ("PEN-07",), model="PS22-E"),
         Defect("pen-earth-stays-closed", "a PEN trip opens line and neutral but leaves protective earth closed", ("PEN-01",)),
         Defect("pen-eleventh-resume", "resumes an eleventh time before locking out", ("PEN-05",)),
         Defect("pen-recloses-out-of-range", "recloses 30 s after a PEN trip although the voltage is still out of range", ("PEN-03",)),

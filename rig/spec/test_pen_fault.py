@@ -255,7 +255,7 @@ def test_after_10_resumes_the_next_trip_locks_out_until_power_cycled(pen_chargin
 # ----------------------------------------------------------------------------- PEN-06
 @pytest.mark.hazardous
 @pytest.mark.req("PEN-06", "PEN-01")
-@pytest.mark.models("PS22", "PS22-S")
+@pytest.mark.models("PS22", "PS22-S", "PS22-E")
 @pytest.mark.parametrize("phase", [1, 2, 3])
 @pytest.mark.parametrize("side", SIDES)
 def test_excursion_on_any_one_phase_trips(pen_charging, side, phase):
@@ -305,3 +305,23 @@ def test_excursions_around_the_voltage_and_time_edges(pen_ready, side, depth, ti
         assert_no_trip(rig, t0, what)
     elif first_opening(rig, pen_pins(rig), t0) is not None:
         check_trip_time(rig, t0, wait_opening(rig, pen_pins(rig), t0, rig.clock.now()), f"{what} (trip allowed)")
+
+
+# ----------------------------------------------------------------------------- PEN-07
+@pytest.mark.hazardous
+@pytest.mark.req("PEN-07")
+@pytest.mark.models("PS22-E")
+@pytest.mark.parametrize("side", SIDES)
+def test_export_variant_opens_line_and_neutral_keeps_earth_and_reports(pen_charging, side):
+    """The -E (export) variant: a PEN trip opens line and neutral within the PEN-01 time and reports
+    the fault, and protective earth to the vehicle stays closed throughout."""
+    rig = pen_charging
+    assert not rig.profile["safety"]["pen_opens_earth"], "test data: PEN-07 is about the variant that keeps PE"
+    require_closed(rig, ["sense_pe"])
+    volts, seconds = volts_for(rig, side, 1), trip_excursion_s(rig)
+    t0, _opened = timed_trip(rig, volts, seconds, f"-E variant, {volts:g} V for {seconds:g} s")
+    rig.clock.sleep(rig.limit("pen.trip_max_s"), "watching protective earth after the trip")
+    earth_opened = first_opening(rig, ["sense_pe"], t0)
+    assert earth_opened is None, (f"the export variant opened protective earth at t0 + {earth_opened - t0:.3f} s; "
+                                  "PEN-07: it never does")
+    wait_fault_reported(rig, error_code(rig, side), t0, rig.limit("pen.trip_max_s") + rig.limit("ocpp.status_report_max_s"))

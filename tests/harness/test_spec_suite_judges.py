@@ -9,7 +9,7 @@ from rig.product.requirements import load_requirements
 from rig.sim.defects import CATALOGUE
 from tests.harness.plugin_runs import run_pytest, write_test
 
-GOOD_MODELS = ["PS7", "PS7-S", "PS22", "PS22-S"]
+GOOD_MODELS = ["PS7", "PS7-S", "PS22", "PS22-S", "PS22-E"]
 
 
 @pytest.mark.parametrize("model", GOOD_MODELS)

@@ -402,7 +402,9 @@ def load_profile(rig_or_name: RigFile | str, model: str | None = None) -> dict:
     clash = sorted(set(product) & set(profile) - {"product"})
     if clash:
         raise ValueError(f"profile {path}: [models.{model}] key {clash[0]!r} is also a table name")
-    return {**profile, **product, "product": product}
+    # a [models.X] key that is also a [safety] key sets it for that model (the -E variant keeps PE)
+    safety = {**profile.get("safety", {}), **{k: v for k, v in product.items() if k in profile.get("safety", {})}}
+    return {**profile, **product, "product": product, "safety": safety}
 
 
 def with_model(rig: RigFile, model: str) -> RigFile:
