@@ -69,6 +69,39 @@ class ScpiError(Exception):
         self.message = message
 
 
+#: IEEE 488.2 7.4.1.2 <white space>: the characters 0-9 and 11-32 (everything up to space but newline)
+WHITESPACE = "".join(chr(c) for c in range(0, 33) if c != 10)
+HEADER_SEPARATOR = re.compile(f"[{re.escape(WHITESPACE)}]+")
+
+
+def split_outside_quotes(text: str, separator: str) -> list[str]:
+    """Split at `separator`, but not inside IEEE 488.2 string data ('...' or "...", a doubled
+    quote standing for one). Hand-written: no library parses the instrument side of a program
+    message, and a string parameter holding ';' or ',' must stay one parameter."""
+    parts, current, quote, i = [], [], None, 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            current.append(ch)
+            if ch == quote:
+                if i + 1 < len(text) and text[i + 1] == quote:  # a doubled quote is data
+                    current.append(text[i + 1])
+                    i += 1
+                else:
+                    quote = None
+        elif ch in "'\"":
+            quote = ch
+            current.append(ch)
+        elif ch == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
 def header_pattern(spec: str) -> re.Pattern[str]:
     """Compile an SCPI header spec ("[SOURce:]CURRent#[:LEVel]?") into a regex.
 
@@ -203,8 +236,8 @@ class ScpiServer:
     def execute(self, message: str) -> str | None:
         """Run one program message; return the answer line (None if nothing was queried)."""
         answers = []
-        for unit in message.strip().split(";"):
-            unit = unit.strip()
+        for unit in split_outside_quotes(message.strip(), ";"):
+            unit = unit.strip(WHITESPACE)
             if not unit:
                 continue
             try:
@@ -222,9 +255,10 @@ class ScpiServer:
         return ";".join(answers) if answers else None
 
     def _dispatch(self, unit: str) -> str | None:
-        header, _, params = unit.partition(" ")
+        match = HEADER_SEPARATOR.search(unit)  # IEEE 488.2 7.4.3: any white space, a tab too
+        header, params = (unit[:match.start()], unit[match.end():]) if match else (unit, "")
         header = header.lstrip(":")
-        args = [p.strip() for p in params.split(",")] if params.strip() else []
+        args = [a.strip(WHITESPACE) for a in split_outside_quotes(params, ",")] if params.strip(WHITESPACE) else []
         for pattern, fn in self._table:
             match = pattern.match(header)
             if match:

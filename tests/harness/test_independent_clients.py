@@ -252,3 +252,34 @@ def test_the_ieee_488_2_status_model_by_a_raw_pyvisa_session():
     finally:
         emulated.stop()
         loop.stop()
+
+
+def test_ieee_488_2_white_space_and_string_data_by_a_raw_pyvisa_session():
+    """IEEE 488.2 7.4: any white space (a tab too) separates header and data; ';' and ',' inside
+    string data ('...' or "...", a doubled quote as data) do not split units or parameters."""
+    import pyvisa
+
+    from rig.sim.ac_load_sim import EmulatedAcLoad
+    from rig.sim.scpi_server import split_outside_quotes
+
+    assert split_outside_quotes('A "x;y";B', ";") == ['A "x;y"', "B"]
+    assert split_outside_quotes("'it''s;one',2", ",") == ["'it''s;one'", "2"]
+    assert split_outside_quotes('"a,b", "c"', ",") == ['"a,b"', ' "c"']
+    clock = VirtualClock(2)
+    loop = LoopThread("load-lexical").start()
+    emulated = EmulatedAcLoad(Plant(clock, phases=3), loop, {"resource": "auto", "timeout_s": 2.0})
+    rm = pyvisa.ResourceManager("@py")
+    try:
+        session = rm.open_resource(emulated.start()["resource"], read_termination="\n",
+                                   write_termination="\n", timeout=2000)
+        try:
+            session.write("*ESE\t32")  # a tab between header and data
+            assert session.query("*ESE?") == "32" and session.query("SYST:ERR:COUN?") == "0"
+            session.write('NO:SUCH:HEADER "one;unit, one parameter"')  # one unit: one error, not two
+            assert session.query("SYST:ERR:COUN?") == "1"
+            assert session.query("*ESE?;*OPC?") == "32;1"  # two query units, two answers in one line
+        finally:
+            session.close()
+    finally:
+        emulated.stop()
+        loop.stop()
