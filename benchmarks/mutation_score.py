@@ -1,0 +1,207 @@
+"""The spec suite measured by mutation: how many small firmware bugs in the emulated charger it kills.
+
+Each mutant changes one token of the emulated charger's decision code (a comparison, an
+arithmetic sign, a boolean operator or constant, a number) and the spec tests of the requirements
+that file serves run against it; a mutant is killed when that run does not pass (a unit failure,
+or an error the emulation raised). Survivors are printed with their diff: each is either a gap to
+close with a designed test or an equivalent mutant to write down with its reason (docs/mutation.md).
+
+Why a small operator set of its own: mutmut and cosmic-ray mutate a package in place and run one
+test command for all of it; here each file must be judged by the tests of its own requirements
+(a run of the whole suite per mutant would take hours), and the spec suite runs in a subprocess
+with its own rig. Mutating tokens (not an AST re-print) keeps every diff one readable line.
+
+    python benchmarks/mutation_score.py [--sample N] [--seed S] [--files charger_safety.py ...]
+
+The mutants run on a private copy of the package, never on the checkout. The last line reads
+`mutation score: K/N killed (P %)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import token
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+GROUPS = {
+    "led": "Status indicator", "cp": "Control pilot and proximity", "mtr": "Energy and measurement",
+    "rcd": "Residual DC protection", "pen": "PEN fault", "mode": "Charging modes",
+    "ops": "Locking, connectivity, start-up, firmware",
+}
+#: the emulated charger's decision code -> the requirement groups whose tests judge it
+TARGETS = {
+    "charger_safety.py": ("rcd", "pen"),
+    "charger.py": ("cp", "led", "mtr"),
+    "charger_modes.py": ("mode",),
+    "charging_modes.py": ("mode",),
+    "charger_ocpp.py": ("ops",),
+    "charger_firmware.py": ("ops",),
+    "firmware_timing.py": ("ops", "pen", "rcd"),
+    "charger_network.py": ("ops",),
+    "charger_metering.py": ("mtr",),
+}
+SWAP_OPS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==", "+": "-", "-": "+"}
+SWAP_NAMES = {"and": "or", "or": "and", "True": "False", "False": "True"}
+RUN_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Mutant:
+    file: str
+    line: int
+    col: int
+    old: str
+    new: str
+
+    def apply(self, source: str) -> str:
+        lines = source.splitlines(keepends=True)
+        text = lines[self.line - 1]
+        assert text[self.col:self.col + len(self.old)] == self.old, (self, text)
+        lines[self.line - 1] = text[:self.col] + self.new + text[self.col + len(self.old):]
+        return "".join(lines)
+
+    def diff(self, source: str) -> str:
+        before = source.splitlines()[self.line - 1]
+        after = self.apply(source).splitlines()[self.line - 1]
+        return f"{self.file}:{self.line}\n  - {before.strip()}\n  + {after.strip()}"
+
+
+def _number_mutant(text: str) -> str | None:
+    try:
+        value = int(text, 0)
+        return str(value + 1)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return repr(value * 2 if value else 1.0)
+
+
+def mutants_of(path: Path) -> list[Mutant]:
+    """Every one-token mutation of the file's code (docstrings, comments and imports untouched)."""
+    source = path.read_text()
+    found: list[Mutant] = []
+    in_import = False
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == token.NEWLINE:
+            in_import = False
+            continue
+        if tok.type == token.NAME and tok.string in ("import", "from"):
+            in_import = True
+        if in_import:
+            continue
+        new = None
+        if tok.type == token.OP and tok.string in SWAP_OPS:
+            new = SWAP_OPS[tok.string]
+        elif tok.type == token.NAME and tok.string in SWAP_NAMES:
+            new = SWAP_NAMES[tok.string]
+        elif tok.type == token.NUMBER:
+            new = _number_mutant(tok.string)
+        if new is not None:
+            found.append(Mutant(path.name, tok.start[0], tok.start[1], tok.string, new))
+    return found
+
+
+def requirement_ids(groups: tuple[str, ...]) -> str:
+    import tomllib
+
+    data = tomllib.loads((PROJECT / "rig" / "data" / "requirements.toml").read_text())
+    wanted = {GROUPS[g] for g in groups}
+    return ",".join(k for k, v in data.items() if isinstance(v, dict) and v.get("group") in wanted)
+
+
+def run_spec(copy: Path, reqs: str, reports: Path) -> tuple[int, float]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTEST_ADDOPTS", None)
+    cmd = [sys.executable, "-m", "pytest", "rig/spec", "--hazardous", "--req", reqs, "-x", "-q",
+           "-p", "no:randomly", "-p", "no:cacheprovider", "--rig-reports", str(reports)]
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        return proc.returncode, time.monotonic() - started
+    except subprocess.TimeoutExpired:
+        return -1, time.monotonic() - started  # a mutant that hangs the unit: killed by the watchdog
+
+
+def private_copy() -> Path:
+    """The package and the ini file in a temp dir: the run's cwd comes first on sys.path, so the
+    spec suite and the plugin import the mutated copy, never the checkout."""
+    root = Path(tempfile.mkdtemp(prefix="mutants-"))
+    shutil.copytree(PROJECT / "rig", root / "rig", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(PROJECT / "pyproject.toml", root / "pyproject.toml")
+    return root
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=int, default=0, help="run N mutants drawn at random (0: every mutant)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--files", nargs="*", default=list(TARGETS), help="target files (default: all)")
+    args = parser.parse_args()
+    unknown = [f for f in args.files if f not in TARGETS]
+    if unknown:
+        parser.error(f"not a target: {unknown}; targets: {', '.join(TARGETS)}")
+
+    everything = [m for f in args.files for m in mutants_of(PROJECT / "rig" / "sim" / f)]
+    chosen = sorted(random.Random(args.seed).sample(everything, min(args.sample, len(everything)))
+                    if args.sample else everything, key=lambda m: (m.file, m.line, m.col))
+    print(f"{len(everything)} mutants in {len(args.files)} files; running {len(chosen)}", flush=True)
+    copy = private_copy()
+    baseline = {}
+    killed: dict[str, list[Mutant]] = {}
+    survived: dict[str, list[Mutant]] = {}
+    try:
+        for f in sorted({m.file for m in chosen}):
+            rc, took = run_spec(copy, requirement_ids(TARGETS[f]), copy / "reports")
+            baseline[f] = rc
+            print(f"  baseline {f}: exit {rc} in {took:.0f} s", flush=True)
+        for i, m in enumerate(chosen, 1):
+            if baseline[m.file] != 0:
+                continue  # the unmutated unit does not pass its own tests: nothing to measure
+            target = copy / "rig" / "sim" / m.file
+            original = target.read_text()
+            target.write_text(m.apply(original))
+            try:
+                rc, took = run_spec(copy, requirement_ids(TARGETS[m.file]), copy / "reports")
+            finally:
+                target.write_text(original)
+            (killed if rc != 0 else survived).setdefault(m.file, []).append(m)
+            print(f"  [{i}/{len(chosen)}] {m.file}:{m.line} {m.old!r}->{m.new!r}: "
+                  f"{'killed' if rc != 0 else 'SURVIVED'} ({took:.0f} s)", flush=True)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+    print("\nper file: killed / run")
+    for f in sorted(set(killed) | set(survived)):
+        k, s = len(killed.get(f, [])), len(survived.get(f, []))
+        print(f"  {f:<22} {k}/{k + s}")
+    if survived:
+        print("\nsurvivors:")
+        for f, ms in sorted(survived.items()):
+            source = (PROJECT / "rig" / "sim" / f).read_text()
+            for m in ms:
+                print(m.diff(source))
+    total_k = sum(len(v) for v in killed.values())
+    total = total_k + sum(len(v) for v in survived.values())
+    skipped = [f for f, rc in baseline.items() if rc != 0]
+    if skipped:
+        print(f"\nnot measured (the good unit fails its own tests there): {', '.join(skipped)}")
+    print(f"mutation score: {total_k}/{total} killed ({100.0 * total_k / total if total else 0:.1f} %)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
