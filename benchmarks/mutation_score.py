@@ -42,13 +42,13 @@ GROUPS = {
 #: the emulated charger's decision code -> the requirement groups whose tests judge it
 TARGETS = {
     "charger_safety.py": ("rcd", "pen"),
-    "charger.py": ("cp", "led", "mtr"),
+    "charger.py": ("cp", "led", "mtr", "ops"),  # the pilot state machine, LED choice, status reports
     "charger_modes.py": ("mode",),
     "charging_modes.py": ("mode",),
     "charger_ocpp.py": ("ops",),
     "charger_firmware.py": ("ops",),
     "firmware_timing.py": ("ops", "pen", "rcd"),
-    "charger_network.py": ("ops",),
+    "charger_network.py": ("ops",),  # resolver order, time source, certificate and signature checks
     "charger_metering.py": ("mtr",),
 }
 SWAP_OPS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==", "+": "-", "-": "+"}

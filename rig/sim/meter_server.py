@@ -25,8 +25,9 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from rig.core.aio import LoopThread
-from rig.instruments.meter import FACTORY_BAUDRATE, REGISTER_MAPS, SNAPSHOT_COUNT, TOTAL_KWH_ADDRESS
+from rig.instruments.meter import FACTORY_BAUDRATE, REGISTER_MAPS
 from rig.sim.meter_framing import framers_for, illegal_function_reply
+from rig.sim.meter_registers import FULL_MAPS, address_blocks, derived
 from rig.sim.plant import Plant
 from rig.sim.ptypair import PtyPair
 
@@ -76,6 +77,7 @@ class EmulatedMeter:
         self._tcp_port: int | None = None
         self.listen_host = "127.0.0.1"  # Modbus TCP: `rig device serve` sets the device's address
         self._started = False
+        self._peaks: dict[str, float] = {}  # maximum demands, kept as the meter keeps them
         #: a request whose function code Modbus does not define, answered with exception 01
         self.undefined_function: int | None = None
 
@@ -141,11 +143,10 @@ class EmulatedMeter:
             await server.shutdown()
 
     def _register_layout(self) -> list[SimData]:
-        """Float32 slots at every mapped address; gaps are invalid (-> ILLEGAL_ADDRESS)."""
-        return [
-            SimData(address=0x0000, count=SNAPSHOT_COUNT // 2, values=0.0, datatype=DataType.FLOAT32),
-            SimData(address=TOTAL_KWH_ADDRESS, values=0.0, datatype=DataType.FLOAT32),
-        ]
+        """Float32 slots at every documented address (rig/sim/meter_registers.py); the gaps between
+        them are invalid (-> ILLEGAL_ADDRESS), as on the meter."""
+        return [SimData(address=first, count=slots, values=0.0, datatype=DataType.FLOAT32)
+                for first, slots in address_blocks(self.model)]
 
     # -- faults -------------------------------------------------------------------------------
     @property
@@ -214,7 +215,7 @@ class EmulatedMeter:
         return None
 
     def _all_addresses(self) -> list[int]:
-        return [a for addresses in self.regmap.values() for a in addresses]
+        return [a for addresses in FULL_MAPS[self.model].values() for a in addresses]
 
     @staticmethod
     def _fill(registers: list[int], start_address: int, values: dict[int, float | None]) -> None:
@@ -234,6 +235,7 @@ class EmulatedMeter:
             "pf": plant.load_pf,
             "hz": plant.supply_hz if plant.supply_on else 0.0,
             "import_kwh": sum(plant.import_kwh[:n]),
+            "phase_kwh": list(plant.import_kwh[:n]),
         }
 
     def _shown(self, m: dict) -> dict[int, float]:
@@ -250,7 +252,8 @@ class EmulatedMeter:
             "export_kwh": [0.0],  # the rig's load never feeds energy back
             "total_kwh": [m["import_kwh"]],
         }
-        return {a: v for q, addresses in self.regmap.items() for a, v in zip(addresses, shown[q])}
+        full = derived(shown, m["phase_kwh"], self._peaks)
+        return {a: v for q, addresses in FULL_MAPS[self.model].items() for a, v in zip(addresses, full[q])}
 
     def _phase_or_zero(self, fn, i: int) -> float:
         """A 3-phase meter on a 1-phase bench reads nothing on L2/L3."""
