@@ -5,6 +5,8 @@ driver and its emulation written by the same hands can agree on a mistake; these
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncio
 
 import minimalmodbus
@@ -21,6 +23,28 @@ from rig.instruments.meter import REGISTER_MAPS, Meter
 from rig.sim.meter_server import EmulatedMeter
 from rig.sim.plant import Plant
 from tests.harness.test_meter import meter_config, start_charging
+
+@contextlib.contextmanager
+def raw_load_session(name: str):
+    """A plain pyvisa session (none of the rig's SCPI driver) to an emulated AC load."""
+    import pyvisa
+
+    from rig.sim.ac_load_sim import EmulatedAcLoad
+
+    loop = LoopThread(name).start()
+    emulated = EmulatedAcLoad(Plant(VirtualClock(2), phases=3), loop, {"resource": "auto", "timeout_s": 2.0})
+    rm = pyvisa.ResourceManager("@py")
+    try:
+        session = rm.open_resource(emulated.start()["resource"], read_termination="\n",
+                                   write_termination="\n", timeout=2000)
+        try:
+            yield session
+        finally:
+            session.close()
+    finally:
+        emulated.stop()
+        loop.stop()
+
 
 #: how far two reads of the same quantity may differ: the emulated meter adds class-1 noise per request
 TOLERANCE = {"voltage": 0.6, "current": 0.2, "power": 60.0, "power_factor": 0.02, "total_power": 150.0,
@@ -216,73 +240,42 @@ def test_on_modbus_tcp_too_another_unit_is_silent_and_an_undefined_code_is_refus
 
 def test_the_ieee_488_2_status_model_by_a_raw_pyvisa_session():
     """Error classes set their event status bits, the status byte summarises them, *CLS clears."""
-    import pyvisa
-
-    from rig.sim.ac_load_sim import EmulatedAcLoad
-
-    clock = VirtualClock(2)
-    loop = LoopThread("load-status").start()
-    emulated = EmulatedAcLoad(Plant(clock, phases=3), loop, {"resource": "auto", "timeout_s": 2.0})
-    rm = pyvisa.ResourceManager("@py")
-    try:
-        session = rm.open_resource(emulated.start()["resource"], read_termination="\n",
-                                   write_termination="\n", timeout=2000)
-        try:
-            assert session.query("*TST?") == "0" and session.query("*STB?") == "0"
-            session.write("NO:SUCH:HEADER")  # -113: a command error
-            assert session.query("SYST:ERR:COUN?") == "1"
-            assert int(session.query("*STB?")) & 0x04  # EAV: the error queue holds something
-            session.write("*ESE 32")
-            session.write("*SRE 32")
-            stb = int(session.query("*STB?"))
-            assert stb & 0x20 and stb & 0x40, stb  # ESB (CME is enabled) and MSS (ESB is enabled)
-            assert int(session.query("*ESR?")) == 0x20  # CME, and reading clears it
-            assert int(session.query("*ESR?")) == 0
-            session.write("*OPC")
-            assert int(session.query("*ESR?")) & 0x01  # operation complete
-            session.write("*ESE 300")  # out of range: an execution error
-            assert session.query("SYST:ERR?").startswith("-113,")  # the oldest first
-            assert session.query("SYST:ERR?").startswith("-222,")
-            session.write("NO:SUCH:HEADER")
-            session.write("*CLS")
-            assert session.query("SYST:ERR:COUN?") == "0" and int(session.query("*ESR?")) == 0
-            assert session.query("*ESE?") == "32" and session.query("*SRE?") == "32"  # *CLS keeps the enables
-        finally:
-            session.close()
-    finally:
-        emulated.stop()
-        loop.stop()
+    with raw_load_session("load-status") as session:
+        assert session.query("*TST?") == "0" and session.query("*STB?") == "0"
+        session.write("NO:SUCH:HEADER")  # -113: a command error
+        assert session.query("SYST:ERR:COUN?") == "1"
+        assert int(session.query("*STB?")) & 0x04  # EAV: the error queue holds something
+        session.write("*ESE 32")
+        session.write("*SRE 32")
+        stb = int(session.query("*STB?"))
+        assert stb & 0x20 and stb & 0x40, stb  # ESB (CME is enabled) and MSS (ESB is enabled)
+        assert int(session.query("*ESR?")) == 0x20  # CME, and reading clears it
+        assert int(session.query("*ESR?")) == 0
+        session.write("*OPC")
+        assert int(session.query("*ESR?")) & 0x01  # operation complete
+        session.write("*ESE 300")  # out of range: an execution error
+        assert session.query("SYST:ERR?").startswith("-113,")  # the oldest first
+        assert session.query("SYST:ERR?").startswith("-222,")
+        session.write("NO:SUCH:HEADER")
+        session.write("*CLS")
+        assert session.query("SYST:ERR:COUN?") == "0" and int(session.query("*ESR?")) == 0
+        assert session.query("*ESE?") == "32" and session.query("*SRE?") == "32"  # *CLS keeps the enables
 
 
 def test_ieee_488_2_white_space_and_string_data_by_a_raw_pyvisa_session():
     """IEEE 488.2 7.4: any white space (a tab too) separates header and data; ';' and ',' inside
     string data ('...' or "...", a doubled quote as data) do not split units or parameters."""
-    import pyvisa
-
-    from rig.sim.ac_load_sim import EmulatedAcLoad
     from rig.sim.scpi_server import split_outside_quotes
 
     assert split_outside_quotes('A "x;y";B', ";") == ['A "x;y"', "B"]
     assert split_outside_quotes("'it''s;one',2", ",") == ["'it''s;one'", "2"]
     assert split_outside_quotes('"a,b", "c"', ",") == ['"a,b"', ' "c"']
-    clock = VirtualClock(2)
-    loop = LoopThread("load-lexical").start()
-    emulated = EmulatedAcLoad(Plant(clock, phases=3), loop, {"resource": "auto", "timeout_s": 2.0})
-    rm = pyvisa.ResourceManager("@py")
-    try:
-        session = rm.open_resource(emulated.start()["resource"], read_termination="\n",
-                                   write_termination="\n", timeout=2000)
-        try:
-            session.write("*ESE\t32")  # a tab between header and data
-            assert session.query("*ESE?") == "32" and session.query("SYST:ERR:COUN?") == "0"
-            session.write('NO:SUCH:HEADER "one;unit, one parameter"')  # one unit: one error, not two
-            assert session.query("SYST:ERR:COUN?") == "1"
-            assert session.query("*ESE?;*OPC?") == "32;1"  # two query units, two answers in one line
-        finally:
-            session.close()
-    finally:
-        emulated.stop()
-        loop.stop()
+    with raw_load_session("load-lexical") as session:
+        session.write("*ESE\t32")  # a tab between header and data
+        assert session.query("*ESE?") == "32" and session.query("SYST:ERR:COUN?") == "0"
+        session.write('NO:SUCH:HEADER "one;unit, one parameter"')  # one unit: one error, not two
+        assert session.query("SYST:ERR:COUN?") == "1"
+        assert session.query("*ESE?;*OPC?") == "32;1"  # two query units, two answers in one line
 
 
 @pytest.mark.parametrize("model, phases", [("SDM630", 3), ("SDM120", 1)])
