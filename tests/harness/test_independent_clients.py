@@ -5,9 +5,8 @@ driver and its emulation written by the same hands can agree on a mistake; these
 
 from __future__ import annotations
 
-import contextlib
-
 import asyncio
+import contextlib
 
 import minimalmodbus
 import pytest
