@@ -53,7 +53,8 @@ TARGETS = {
 }
 SWAP_OPS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==", "+": "-", "-": "+"}
 SWAP_NAMES = {"and": "or", "or": "and", "True": "False", "False": "True"}
-RUN_TIMEOUT_S = 600
+MIN_TIMEOUT_S = 60.0  # a mutant's run may take this long, or four times the unmutated run, before it
+TIMEOUT_FACTOR = 4.0  # counts as hung (killed: the unit would never finish the test)
 
 
 @dataclass(frozen=True)
@@ -123,14 +124,14 @@ def requirement_ids(groups: tuple[str, ...]) -> str:
     return ",".join(k for k, v in data.items() if isinstance(v, dict) and v.get("group") in wanted)
 
 
-def run_spec(copy: Path, reqs: str, reports: Path) -> tuple[int, float]:
+def run_spec(copy: Path, reqs: str, reports: Path, timeout_s: float = 1800.0) -> tuple[int, float]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTEST_ADDOPTS", None)
     cmd = [sys.executable, "-m", "pytest", "rig/spec", "--hazardous", "--req", reqs, "-x", "-q",
            "-p", "no:randomly", "-p", "no:cacheprovider", "--rig-reports", str(reports)]
     started = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout_s)
         return proc.returncode, time.monotonic() - started
     except subprocess.TimeoutExpired:
         return -1, time.monotonic() - started  # a mutant that hangs the unit: killed by the watchdog
@@ -160,13 +161,14 @@ def main() -> int:
                     if args.sample else everything, key=lambda m: (m.file, m.line, m.col))
     print(f"{len(everything)} mutants in {len(args.files)} files; running {len(chosen)}", flush=True)
     copy = private_copy()
-    baseline = {}
+    baseline: dict[str, int] = {}
+    limit_s: dict[str, float] = {}
     killed: dict[str, list[Mutant]] = {}
     survived: dict[str, list[Mutant]] = {}
     try:
         for f in sorted({m.file for m in chosen}):
             rc, took = run_spec(copy, requirement_ids(TARGETS[f]), copy / "reports")
-            baseline[f] = rc
+            baseline[f], limit_s[f] = rc, max(MIN_TIMEOUT_S, TIMEOUT_FACTOR * took)
             print(f"  baseline {f}: exit {rc} in {took:.0f} s", flush=True)
         for i, m in enumerate(chosen, 1):
             if baseline[m.file] != 0:
@@ -175,12 +177,13 @@ def main() -> int:
             original = target.read_text()
             target.write_text(m.apply(original))
             try:
-                rc, took = run_spec(copy, requirement_ids(TARGETS[m.file]), copy / "reports")
+                rc, took = run_spec(copy, requirement_ids(TARGETS[m.file]), copy / "reports", limit_s[m.file])
             finally:
                 target.write_text(original)
             (killed if rc != 0 else survived).setdefault(m.file, []).append(m)
-            print(f"  [{i}/{len(chosen)}] {m.file}:{m.line} {m.old!r}->{m.new!r}: "
-                  f"{'killed' if rc != 0 else 'SURVIVED'} ({took:.0f} s)", flush=True)
+            verdict = "killed (hung: timed out)" if rc == -1 else "killed" if rc != 0 else "SURVIVED"
+            print(f"  [{i}/{len(chosen)}] {m.file}:{m.line} {m.old!r}->{m.new!r}: {verdict} ({took:.0f} s)",
+                  flush=True)
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 
