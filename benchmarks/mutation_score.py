@@ -45,7 +45,7 @@ TARGETS = {
     "charger.py": ("cp", "led", "mtr", "ops"),  # the pilot state machine, LED choice, status reports
     "charger_modes.py": ("mode",),
     "charging_modes.py": ("mode",),
-    "charger_ocpp.py": ("ops",),
+    "charger_ocpp.py": ("ops", "led", "pen"),  # boot and power-up: the rainbow (LED-01), PE closed again (PEN-05)
     "charger_firmware.py": ("ops",),
     "firmware_timing.py": ("ops", "pen", "rcd"),
     "charger_network.py": ("ops",),  # resolver order, time source, certificate and signature checks
