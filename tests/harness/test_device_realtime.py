@@ -3,8 +3,9 @@ instrument reached over the wire (pigpio, Modbus RTU on a pty, SCPI on TCP, ptys
 connecting to the harness's central system on its own.
 
 The runs here are real time (about 1.5 minutes each at most): marked `realtime`, so
-`pytest -m "not realtime"` leaves them out and `pytest -m realtime` runs only them. They share one
-xdist group, so two real-time runs never compete for the two cores of a CI machine.
+`pytest -m "not realtime"` leaves them out and `pytest -m realtime` runs only them. They take a
+machine-wide lock, so two real-time runs never compete for the two cores of a CI machine (xdist's
+`--dist loadgroup` did not keep them on one worker here).
 """
 
 from __future__ import annotations
@@ -24,7 +25,18 @@ from tests.harness.device_process import DeviceProcess, free_port
 from tests.harness.test_eol import has_banner
 from tests.harness.plugin_runs import PROJECT, Run, child_env, pytest_cmd
 
-pytestmark = [pytest.mark.realtime, pytest.mark.xdist_group("realtime")]
+pytestmark = pytest.mark.realtime
+
+
+@pytest.fixture(autouse=True)
+def one_realtime_run_at_a_time():
+    import fcntl
+    import tempfile
+    from pathlib import Path
+
+    with open(Path(tempfile.gettempdir()) / "plugstream-rig-realtime.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 SERIAL = "SIM-0001"
 
