@@ -131,7 +131,8 @@ def run_harness(device: DeviceProcess, args: list[str], work: Path, name: str) -
     env = {**os.environ, "RIG_BENCH_MARKS": str(marks),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p",
-           "realtime_accuracy", "--rig", str(device.rig_file), "--rig-reports", str(reports), "--hazardous", *args]
+           "realtime_accuracy", "--rig", str(device.rig_file), "--rig-reports", str(reports), "--hazardous",
+           "--prompts", "emulated", *args]
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True)
     wall = time.monotonic() - started

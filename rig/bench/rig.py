@@ -91,6 +91,7 @@ class Rig:
         self._opened: list = []
         # what the rig's own services (central system, DHCP, DNS, NTP, firmware) got wrong
         self.service_faults = ServiceFaults()
+        self.operator = None  # rig.bench.operator.Operator: the plugin decides who answers prompts
 
     # ------------------------------------------------------------------ life cycle
     def open(self) -> None:

@@ -32,6 +32,7 @@ def rig_session(request: pytest.FixtureRequest):
         limits_path=opt("--limits"),
         progress=progress_printer(request.config),
     )
+    rig.operator = make_operator(request.config, rig)
     request.config.stash[rig_key] = rig
     try:
         yield rig
@@ -129,6 +130,34 @@ def _skip_if_not_applicable(request: pytest.FixtureRequest, rig) -> None:
     c = request.node.get_closest_marker("connector")
     if c and rig.profile["connector"] not in c.args:
         pytest.skip(f"applies to {c.args[0]} variants; unit is {rig.profile['connector']}")
+
+
+def make_operator(config: pytest.Config, rig):
+    """Operator prompts (rig/bench/operator.py), answered as --prompts says."""
+    from rig.bench.operator import Operator, TerminalAnswerer, emulated_answerer
+
+    who = config.getoption("--prompts")
+    if who == "auto":
+        who = "emulated" if rig.bench is not None else "terminal"
+    answerer = emulated_answerer if who == "emulated" else TerminalAnswerer(terminal_writer(config))
+    return Operator(answerer, float(config.getoption("--prompt-timeout")))
+
+
+def terminal_writer(config: pytest.Config):
+    """Write to the terminal now, past pytest's output capture (which would hold it until the end)."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.getplugin("capturemanager")
+
+    def write(text: str) -> None:
+        with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
+            if tr is None:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+            else:
+                tr.ensure_newline()
+                tr.write(text, flush=True)
+
+    return write
 
 
 def progress_printer(config: pytest.Config):

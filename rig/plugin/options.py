@@ -60,6 +60,11 @@ OPTIONS: tuple[Option, ...] = (
            "else sqlite file results.sqlite in the reports directory)", metavar="URL"),
     Option("--operator", "operator", None, "who runs the station; recorded with every run (default: the login "
            "name)", metavar="NAME"),
+    Option("--prompts", "prompts", "auto", "who answers operator prompts: auto (the emulated rig on the emulated "
+           "bench, the terminal on a real bench), emulated, terminal", kind="choice",
+           choices=("auto", "emulated", "terminal")),
+    Option("--prompt-timeout", "prompt_timeout", 300, "seconds an operator prompt waits for an answer before the "
+           "test ends as a rig fault (default 300)", kind="int", metavar="S"),
 )
 
 

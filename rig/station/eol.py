@@ -96,6 +96,8 @@ def plugstream_eol_unit_on_station(request: pytest.FixtureRequest):
     expected = request.config.getoption("--serial")
     if expected:
         rig = request.getfixturevalue("rig_session")
+        if rig.profile.get("connector") == "socket":  # the pilot box reaches a socket through the test plug
+            rig.operator.confirm("Fit the Type 2 test plug to the unit's socket, then press Continue")
         rig.await_ready()  # a unit that never registers fails here (its failure, not the rig's)
         reported = reported_serial(rig)
         if reported != expected:

@@ -42,8 +42,9 @@ SERIAL = "SIM-0001"
 
 
 def eol_args(device: DeviceProcess, *more: str) -> list[str]:
+    # the device is emulated hardware: the emulated rig fits the test plug (no one at a terminal here)
     return ["rig/spec", "--rig", str(device.rig_file), "--eol", "--serial", SERIAL, "--hazardous",
-            "-p", "no:randomly", *more]
+            "-p", "no:randomly", "--prompts", "emulated", *more]
 
 
 def run_harness(args: list[str], tmp, timeout_s: float = 400) -> Run:
