@@ -345,7 +345,7 @@ def test_load_profile_merges_product_and_model():
 
 def test_load_profile_by_name_without_model_is_the_file_as_is():
     profile = load_profile("plugstream")
-    assert set(profile["models"]) == {"PS7", "PS7-S", "PS22", "PS22-S"}
+    assert set(profile["models"]) == {"PS7", "PS7-S", "PS22", "PS22-S", "PS22-E"}
     assert "phases" not in profile
 
 
@@ -476,3 +476,10 @@ def test_every_key_the_pilot_reads_from_its_adc_table_is_in_the_schema():
     read = _keys_read(source, "adc")
     known = {k.short for k in SCHEMA if k.section == "pilot.adc"}
     assert read and read <= known, sorted(read - known)
+
+
+def test_a_model_key_that_is_a_safety_key_sets_it_for_that_model():
+    """PEN-07: the -E export variant keeps protective earth; every other model opens it."""
+    export, other = load_profile("plugstream", "PS22-E"), load_profile("plugstream", "PS22-S")
+    assert export["safety"]["pen_opens_earth"] is False and other["safety"]["pen_opens_earth"] is True
+    assert export["safety"]["pen_over_error_code"] == other["safety"]["pen_over_error_code"]
