@@ -205,6 +205,10 @@ def main() -> int:
         print(f"  {what:<38} {measured:>10.6f} s {true:>10.6f} s {error_ms:>+8.3f} ms  {resolution * 1000:g} ms")
     if not rows:
         print("  no timing measurement could be matched to the device's journal")
+    late = [e.get("pacer_late_us_worst") for e in device.truth() if e["event"] == "stop"]
+    if late and late[-1] is not None:
+        print(f"  the device's pacer delivered its timers at most {late[-1] / 1000:.3f} ms late "
+              "(events keep their true time)")
 
     print("end-of-line selection against a fresh device ...", flush=True)
     (work / "eol").mkdir(exist_ok=True)

@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rig.core.rigfile.schema import KEYS
@@ -50,7 +50,6 @@ DEVICE_KEYS: dict[str, tuple[type, object, str]] = {
 }
 #: [device.ports] keys: TCP port per instrument, 0 = a free one
 PORT_KEYS = ("pigpio", "meter", "load", "source", "injector")
-PROFILE_PATH_PREFIX = "path_prefix"
 
 
 class DeviceError(Exception):
@@ -220,7 +219,7 @@ class Device:
             self._join_rig_network()
         else:
             host, port = o.central_address()
-            self.bench.connect_charger(f"ws://{host}:{port}{self.profile['ocpp'][PROFILE_PATH_PREFIX]}{o.serial}")
+            self.bench.connect_charger(f"ws://{host}:{port}{self.profile['ocpp']['path_prefix']}{o.serial}")
         circuit = self.bench.instruments["pilot"]
         self.daemon = PigpioDaemon(self.bench.pin_factory, o.host, o.ports.get("pigpio", 0), adc=circuit._adc_counts)
         self._started(self.daemon.start, "pigpio", o.ports.get("pigpio", 0))
@@ -249,7 +248,7 @@ class Device:
         ca_pem, firmware_pem = provisioning(net["ca_dir"])
         self.network = net
         central = (net["ocpp_address"], 443)
-        url = f"wss://{OCPP_HOST}{self.profile['ocpp'][PROFILE_PATH_PREFIX]}{o.serial}"
+        url = f"wss://{OCPP_HOST}{self.profile['ocpp']['path_prefix']}{o.serial}"
         self.bench.connect_network(_RigSegment(net, ca_pem, firmware_pem), central, url)
 
     def _started(self, start, name: str | None = None, port: int = 0):
@@ -380,13 +379,10 @@ class GroundTruth:
         self.write("ocpp", direction=direction, frame=text)
 
     def close(self) -> None:
-        self.write("stop")
+        # how late the pacer delivered its latest timer at worst: events still carry their true time
+        self.write("stop", pacer_late_us_worst=getattr(self.clock, "late_us_worst", None))
         with self._lock:
             self._file.close()
-
-
-def option_fields() -> list[str]:
-    return [f.name for f in fields(DeviceOptions) if f.name not in ("ports", "source")]
 
 
 def serve(options: DeviceOptions, out) -> int:

@@ -49,7 +49,7 @@ class PacedClock(VirtualClock):
         self._origin = time.monotonic()
         self._wake = threading.Condition(self._lock)
         self._stopping = False
-        self.late_us_worst = 0  # how late the pacer ran the latest-run timer (a figure for the benchmark)
+        self.late_us_worst = 0  # how late the pacer ran a timer at worst (the journal's stop line)
         self._pacer = threading.Thread(target=self._run, name="device-pacer", daemon=True)
 
     # -- reading time ----------------------------------------------------------------------
