@@ -50,26 +50,44 @@ TOLERANCE = {"voltage": 0.6, "current": 0.2, "power": 60.0, "power_factor": 0.02
              "frequency": 0.05, "import_kwh": 0.01, "export_kwh": 0.01, "total_kwh": 0.01}
 
 
-@pytest.mark.parametrize("model, phases", [("SDM630", 3), ("SDM120", 1)])
-def test_minimalmodbus_reads_every_modelled_register_as_the_meter_driver_does(model, phases):
-    clock = VirtualClock(5)
+@contextlib.contextmanager
+def charging_meter(model: str, phases: int, seed: int, pf: float, seconds: float):
+    """An emulated meter on its RTU line, metering 16 A per phase for `seconds`; yields (clock, section)."""
+    clock = VirtualClock(seed)
     plant = Plant(clock, phases=phases)
-    loop = LoopThread("meter-minimalmodbus").start()
+    loop = LoopThread(f"meter-{model}-{seed}").start()
     emulated = EmulatedMeter(plant, loop, meter_config(model, "rtu"))
     try:
         section = emulated.start()
-        start_charging(plant, [16.0] * phases, pf=0.98)
-        clock.sleep(60.0)  # energy accumulates
+        start_charging(plant, [16.0] * phases, pf=pf)
+        clock.sleep(seconds)
+        yield clock, section
+    finally:
+        emulated.stop()
+        loop.stop()
+
+
+@contextlib.contextmanager
+def rtu_reader(section: dict):
+    """minimalmodbus on the meter's line: an RS-485 client that shares no code with pymodbus."""
+    reader = minimalmodbus.Instrument(section["port"], int(section["unit"]), mode=minimalmodbus.MODE_RTU)
+    reader.serial.baudrate, reader.serial.timeout = int(section["baudrate"]), 1.0
+    try:
+        yield reader
+    finally:
+        reader.serial.close()
+
+
+@pytest.mark.parametrize("model, phases", [("SDM630", 3), ("SDM120", 1)])
+def test_minimalmodbus_reads_every_modelled_register_as_the_meter_driver_does(model, phases):
+    with charging_meter(model, phases, seed=5, pf=0.98, seconds=60.0) as (clock, section):
         driver = Meter("meter", section, clock)
         driver.open()
         try:
             snap = driver.snapshot()
         finally:
             driver.close()
-        independent = minimalmodbus.Instrument(section["port"], int(section["unit"]), mode=minimalmodbus.MODE_RTU)
-        independent.serial.baudrate = int(section["baudrate"])
-        independent.serial.timeout = 1.0
-        try:
+        with rtu_reader(section) as independent:
             for quantity, addresses in REGISTER_MAPS[model].items():
                 for phase, address in enumerate(addresses):
                     value = independent.read_float(address, functioncode=4, number_of_registers=2,
@@ -78,11 +96,6 @@ def test_minimalmodbus_reads_every_modelled_register_as_the_meter_driver_does(mo
                     if expected is not None:
                         assert value == pytest.approx(expected, abs=TOLERANCE[quantity]), (quantity, phase)
                     assert value == value, f"{quantity} {phase} is NaN"  # every modelled register is a number
-        finally:
-            independent.serial.close()
-    finally:
-        emulated.stop()
-        loop.stop()
 
 
 def _driver_value(reading, quantity: str, phase: int):
@@ -286,35 +299,20 @@ def test_a_third_party_sdm_reader_gets_the_whole_register_map(model, phases):
 
     from rig.sim.meter_registers import FULL_MAPS
 
-    clock = VirtualClock(6)
-    plant = Plant(clock, phases=phases)
-    loop = LoopThread("meter-full-map").start()
-    emulated = EmulatedMeter(plant, loop, meter_config(model, "rtu"))
-    try:
-        section = emulated.start()
-        start_charging(plant, [16.0] * phases, pf=0.95)
-        clock.sleep(600.0)
-        reader = minimalmodbus.Instrument(section["port"], int(section["unit"]), mode=minimalmodbus.MODE_RTU)
-        reader.serial.baudrate, reader.serial.timeout = int(section["baudrate"]), 1.0
-        try:
-            read = {q: [reader.read_float(a, functioncode=4, number_of_registers=2) for a in addresses]
-                    for q, addresses in FULL_MAPS[model].items()}
-            assert all(v == v for values in read.values() for v in values), "a documented register is NaN"
-            for k in range(phases):
-                assert read["va"][k] == pytest.approx(read["voltage"][k] * read["current"][k], rel=0.02)
-                assert read["power_factor"][k] == pytest.approx(0.95, abs=0.02)
-                assert read["phase_angle"][k] == pytest.approx(math.degrees(math.acos(0.95)), abs=2.0)
-            assert read["import_kwh"][0] > 0 and read["total_kwh"][0] == pytest.approx(read["import_kwh"][0], rel=0.01)
-            if phases == 3:
-                assert sum(read["phase_import_kwh"]) == pytest.approx(read["import_kwh"][0], rel=0.01)
-                assert all(v == pytest.approx(read["voltage"][0] * math.sqrt(3), rel=0.01) for v in read["line_voltage"])
-                assert read["neutral_current"][0] < 0.5  # balanced: the phase currents cancel
-                assert read["sum_current"][0] == pytest.approx(sum(read["current"]), rel=0.01)
-            beyond = max(a for group in FULL_MAPS[model].values() for a in group) + 2
-            with pytest.raises(minimalmodbus.IllegalRequestError):
-                reader.read_float(beyond, functioncode=4, number_of_registers=2)
-        finally:
-            reader.serial.close()
-    finally:
-        emulated.stop()
-        loop.stop()
+    with charging_meter(model, phases, seed=6, pf=0.95, seconds=600.0) as (_clock, section), rtu_reader(section) as reader:
+        read = {q: [reader.read_float(a, functioncode=4, number_of_registers=2) for a in addresses]
+                for q, addresses in FULL_MAPS[model].items()}
+        assert all(v == v for values in read.values() for v in values), "a documented register is NaN"
+        for k in range(phases):
+            assert read["va"][k] == pytest.approx(read["voltage"][k] * read["current"][k], rel=0.02)
+            assert read["power_factor"][k] == pytest.approx(0.95, abs=0.02)
+            assert read["phase_angle"][k] == pytest.approx(math.degrees(math.acos(0.95)), abs=2.0)
+        assert read["import_kwh"][0] > 0 and read["total_kwh"][0] == pytest.approx(read["import_kwh"][0], rel=0.01)
+        if phases == 3:
+            assert sum(read["phase_import_kwh"]) == pytest.approx(read["import_kwh"][0], rel=0.01)
+            assert all(v == pytest.approx(read["voltage"][0] * math.sqrt(3), rel=0.01) for v in read["line_voltage"])
+            assert read["neutral_current"][0] < 0.5  # balanced: the phase currents cancel
+            assert read["sum_current"][0] == pytest.approx(sum(read["current"]), rel=0.01)
+        beyond = max(a for group in FULL_MAPS[model].values() for a in group) + 2
+        with pytest.raises(minimalmodbus.IllegalRequestError):
+            reader.read_float(beyond, functioncode=4, number_of_registers=2)
