@@ -299,7 +299,8 @@ def test_a_third_party_sdm_reader_gets_the_whole_register_map(model, phases):
 
     from rig.sim.meter_registers import FULL_MAPS
 
-    with charging_meter(model, phases, seed=6, pf=0.95, seconds=600.0) as (_clock, section), rtu_reader(section) as reader:
+    with (charging_meter(model, phases, seed=6, pf=0.95, seconds=600.0) as (_clock, section),
+          rtu_reader(section) as reader):
         read = {q: [reader.read_float(a, functioncode=4, number_of_registers=2) for a in addresses]
                 for q, addresses in FULL_MAPS[model].items()}
         assert all(v == v for values in read.values() for v in values), "a documented register is NaN"
