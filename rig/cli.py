@@ -10,6 +10,8 @@
     rig device serve --central HOST:PORT [--defect NAME] [--rig-file F] [--journal F] ...
                           the emulated unit and its instruments as a real-time device of their own,
                           for the harness to test as a real bench (docs/device.md)
+    rig station [STATIONFILE | --emulated N] [--host H] [--port P]
+                          the end-of-line station's operator panel (docs/factory.md)
     rig records list | show SERIAL|RUN_ID | yield --since DATE | export SERIAL | import FILE
                           unit records in the results store (--db URL, else $RIG_RESULTS_DB,
                           else reports/results.sqlite)
@@ -345,6 +347,28 @@ def _add_device(commands) -> None:
     sub.add_parser("keys", help="describe the device file's keys").set_defaults(run=_device_keys)
 
 
+def _station(args: argparse.Namespace) -> int:
+    from rig.station.serve import StationError, serve
+
+    try:
+        return serve(args.station_file, args.emulated, args.host, args.port, args.reports)
+    except StationError as exc:
+        raise UserMistake(str(exc)) from None
+
+
+def _add_station(commands) -> None:
+    p = commands.add_parser("station", help="serve the end-of-line station's operator panel (a web page) and "
+                            "test units through it, one pytest run per unit and socket (docs/factory.md)")
+    p.add_argument("station_file", nargs="?", metavar="STATIONFILE", help="the station: its sockets and rig files")
+    p.add_argument("--emulated", type=int, metavar="N", help="no station file: N sockets on the emulated bench")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address the panel listens on (default 127.0.0.1; the station's LAN address to "
+                        "reach it from another screen)")
+    p.add_argument("--port", type=int, default=8470, help="the panel's port (default 8470; 0: any free port)")
+    p.add_argument("--reports", metavar="DIR", help="with --emulated: where runs go (default ./reports)")
+    p.set_defaults(run=_station)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rig", description="PlugStream rig: inspect rig files, requirements, limits and unit records.",
@@ -381,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("defects", help="list the known-bad units of the emulated charger").set_defaults(run=_defects)
     _add_records(commands)
     _add_device(commands)
+    _add_station(commands)
     return parser
 
 

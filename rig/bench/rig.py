@@ -39,6 +39,7 @@ def open_rig(
     defect: str | None = None,
     limits_path: str | None = None,
     progress=None,
+    serial: str | None = None,
 ) -> "Rig":
     from rig.core import rigfile as rf
     from rig.product.requirements import load_limits
@@ -50,6 +51,10 @@ def open_rig(
         if not emulated:
             raise rf.RigFileError(str(path), "--sim-model", "only applies to the emulated bench")
         rigfile = rf.with_model(rigfile, model)
+    if serial:
+        if not emulated:
+            raise rf.RigFileError(str(path), "--sim-serial", "only applies to the emulated bench")
+        rigfile = rf.with_serial(rigfile, serial)
     if defect and not emulated:
         raise rf.RigFileError(str(path), "--sim-defect", "only applies to the emulated bench")
     profile = rf.load_profile(rigfile)
@@ -184,11 +189,15 @@ class Rig:
         return instrument
 
     def close(self) -> None:
+        """Safe state, checked (`closed_safe`, for the station's panel), then every instrument closed."""
+        self.closed_safe, self.closed_problem = False, "no instrument was opened"
         try:
             if self._opened:
                 self.safe_state()
-        except RigFault:
-            pass  # closing anyway; the failure was already reported by the test that saw it
+                self.verify_safe_state()
+                self.closed_safe, self.closed_problem = True, None
+        except RigFault as exc:  # closing anyway; the test that saw it reported it already
+            self.closed_problem = str(exc)
         finally:
             for instrument in reversed(self._opened):
                 try:

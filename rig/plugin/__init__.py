@@ -28,10 +28,11 @@ MARKERS = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from rig.station import eol
+    from rig.station import channel, eol
 
     group = options.add_options(parser)
     eol.add_options(group)
+    channel.add_options(group)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -95,18 +96,23 @@ def _check_bench_options(config: pytest.Config) -> None:
             raise rf.RigFileError(str(path), flag, "only applies to the emulated bench (bench.kind is \"real\")")
         if model:
             rf.with_model(rig, model)
+        if config.getoption("--sim-serial") and not rig.bench.emulated:
+            raise rf.RigFileError(str(path), "--sim-serial", "only applies to the emulated bench (bench.kind is \"real\")")
         lookup(defect)
+        if config.getoption("--prompts") == "panel" and not config.getoption("--station-channel"):
+            raise pytest.UsageError("--prompts panel needs the station's panel: run the unit from `rig station`")
     except (rf.RigFileError, ValueError) as exc:
         raise pytest.UsageError(" ".join(str(exc).split())) from None
 
 
 def _register_factory_plugins(config: pytest.Config, record) -> None:
     """The results store's writer and the end-of-line plugin (each decides per process what it does)."""
-    from rig.station import eol
+    from rig.station import channel, eol
     from rig.results import recorder
 
     recorder.register(config, reports_dir(config), record)
     eol.register(config)
+    channel.register(config)  # the station's panel, when `rig station` started this run
 
 
 def _set_up_allure(config: pytest.Config, reports) -> None:

@@ -29,6 +29,7 @@ def rig_session(request: pytest.FixtureRequest):
         model=opt("--sim-model"),
         seed=opt("--sim-seed"),
         defect=opt("--sim-defect"),
+        serial=opt("--sim-serial"),
         limits_path=opt("--limits"),
         progress=progress_printer(request.config),
     )
@@ -39,6 +40,7 @@ def rig_session(request: pytest.FixtureRequest):
     finally:
         del request.config.stash[rig_key]
         rig.close()
+        _tell_station_safe(request.config, rig)
 
 
 @pytest.fixture
@@ -132,14 +134,29 @@ def _skip_if_not_applicable(request: pytest.FixtureRequest, rig) -> None:
         pytest.skip(f"applies to {c.args[0]} variants; unit is {rig.profile['connector']}")
 
 
+def _tell_station_safe(config: pytest.Config, rig) -> None:
+    from rig.station.channel import channel_of
+
+    channel = channel_of(config)
+    if channel is not None:
+        channel.emit("safe", ok=rig.closed_safe, detail=rig.closed_problem)
+
+
 def make_operator(config: pytest.Config, rig):
     """Operator prompts (rig/bench/operator.py), answered as --prompts says."""
     from rig.bench.operator import Operator, TerminalAnswerer, emulated_answerer
+    from rig.station.channel import channel_of
 
     who = config.getoption("--prompts")
     if who == "auto":
         who = "emulated" if rig.bench is not None else "terminal"
-    answerer = emulated_answerer if who == "emulated" else TerminalAnswerer(terminal_writer(config))
+    if who == "panel":
+        channel = channel_of(config)
+        if channel is None:
+            raise pytest.UsageError("--prompts panel needs the station's panel: run the unit from `rig station`")
+        answerer = channel.answerer
+    else:
+        answerer = emulated_answerer if who == "emulated" else TerminalAnswerer(terminal_writer(config))
     return Operator(answerer, float(config.getoption("--prompt-timeout")))
 
 
@@ -167,6 +184,7 @@ def progress_printer(config: pytest.Config):
     show in the captured-output section after the test: the capture is suspended for each line.
     On a terminal the wait is one line updated in place; in a log, one line per report."""
     from rig.bench.journal import progress_line
+    from rig.station.channel import channel_of
 
     tr = config.pluginmanager.get_plugin("terminalreporter")
     capman = config.pluginmanager.getplugin("capturemanager")
@@ -175,6 +193,9 @@ def progress_printer(config: pytest.Config):
     def show(reason: str, elapsed: float, total: float, done: bool = False) -> None:
         line = progress_line(reason, elapsed, total, done)
         log.info("%s", line)
+        channel = channel_of(config)
+        if channel is not None:
+            channel.emit("wait", reason=reason, elapsed=round(elapsed, 1), total=round(total, 1), done=done)
         with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
             if tr is None:
                 sys.stderr.write(line + "\n")

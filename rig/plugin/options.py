@@ -41,6 +41,8 @@ OPTIONS: tuple[Option, ...] = (
            "(rig/data/rigs/emulated.toml). Giving it (or the ini key) activates the plugin", metavar="PATH"),
     Option("--sim-model", "sim_model", None, "emulated bench: model of the emulated unit (PS7, PS7-S, PS22, PS22-S, PS22-E); "
            "default: the rig file's", metavar="MODEL"),
+    Option("--sim-serial", "sim_serial", None, "emulated bench: the serial number the emulated unit reports "
+           "(default: the rig file's product.serial; `rig station` sets the scanned one)", metavar="SN"),
     Option("--sim-seed", "sim_seed", 1, "emulated bench: seed of the virtual clock and every random choice (default 1)",
            kind="int", metavar="N"),
     Option("--sim-defect", "sim_defect", None, "emulated bench: start the unit with this firmware defect "
@@ -61,8 +63,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--operator", "operator", None, "who runs the station; recorded with every run (default: the login "
            "name)", metavar="NAME"),
     Option("--prompts", "prompts", "auto", "who answers operator prompts: auto (the emulated rig on the emulated "
-           "bench, the terminal on a real bench), emulated, terminal", kind="choice",
-           choices=("auto", "emulated", "terminal")),
+           "bench, the terminal on a real bench), emulated, terminal, panel (the `rig station` panel)", kind="choice",
+           choices=("auto", "emulated", "terminal", "panel")),
     Option("--prompt-timeout", "prompt_timeout", 300, "seconds an operator prompt waits for an answer before the "
            "test ends as a rig fault (default 300)", kind="int", metavar="S"),
 )

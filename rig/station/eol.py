@@ -146,8 +146,22 @@ class EndOfLine:
         self.verdict = recorder.finish(exitstatus)
         if self.verdict.verdict in (PASS, FAIL):
             self.certificate = self._write_certificate(recorder)
+        self._tell_station(recorder)
         # pytest returns session.exitstatus after this hook: FAIL and RIG FAULT must not share 1
         session.exitstatus = EXIT_STATUS[self.verdict.verdict]
+
+    def _tell_station(self, recorder) -> None:
+        from rig.station.channel import channel_of
+
+        channel = channel_of(self.config)
+        if channel is None:
+            return
+        v, texts = self.verdict, requirement_texts()
+        channel.emit("verdict", verdict=v.verdict, wall_seconds=round(self.wall_seconds, 2),
+                     failing=[{"id": rid, "text": texts.get(rid, "")} for rid in v.failing_requirements],
+                     instruments=v.instruments, rig_faults=v.rig_faults, wrong_unit=v.wrong_unit,
+                     certificate=str(self.certificate) if self.certificate else None,
+                     record=record_line(recorder).strip(), run_id=recorder.run_id, unit=recorder.run_fields())
 
     def _write_certificate(self, recorder) -> Path | None:
         from rig.station.certificate import write_certificate
@@ -175,15 +189,20 @@ def _reports_dir(config: pytest.Config) -> Path:
     return p if p.is_absolute() else Path(config.rootpath) / p
 
 
-def certificate_data(recorder, verdict) -> dict:
+def requirement_texts() -> dict[str, str]:
     from rig.product.requirements import load_requirements
+
+    try:
+        return {rid: req.text for rid, req in load_requirements().items()}
+    except Exception:  # the certificate and the panel still show the IDs
+        return {}
+
+
+def certificate_data(recorder, verdict) -> dict:
     from rig.results.store import utcnow
 
     fields = recorder.run_fields()
-    try:
-        texts = {rid: req.text for rid, req in load_requirements().items()}
-    except Exception:  # the certificate still lists the IDs
-        texts = {}
+    texts = requirement_texts()
     return {
         "run_id": recorder.run_id,
         "unit": {k: fields.get(k) for k in ("serial", "model", "variant", "firmware", "vendor")},

@@ -20,10 +20,10 @@ from rig.core.rigfile.schema import (AUTO, INSTRUMENT_SECTIONS, KEYS, SCHEMA, SE
 from rig.core.rigfile.typed import (SECTION_CLASSES, Adc, Bench, Central, Console, LedSensor, Meter, Network, Pilot,
                                     Pins, PpLadder, Product, RigFile, VisaInstrument)
 from rig.core.rigfile.validate import (RigFileError, load_profile, load_rigfile, resolve_rig_path, validate_rigfile,
-                                       with_model)
+                                       with_model, with_serial)
 from rig.core.rigfile.reachability import check_reachable
 
 __all__ = ["AUTO", "INSTRUMENT_SECTIONS", "KEYS", "SCHEMA", "SECTION_DOCS", "SECTIONS", "Key", "describe_schema",
            "SECTION_CLASSES", "RigFile", "Adc", "Bench", "Central", "Console", "LedSensor", "Meter", "Network",
            "Pilot", "Pins", "PpLadder", "Product", "VisaInstrument", "RigFileError", "load_profile", "load_rigfile", "resolve_rig_path",
-           "validate_rigfile", "with_model", "check_reachable"]
+           "validate_rigfile", "with_model", "with_serial", "check_reachable"]

@@ -407,6 +407,13 @@ def load_profile(rig_or_name: RigFile | str, model: str | None = None) -> dict:
     return {**profile, **product, "product": product, "safety": safety}
 
 
+def with_serial(rig: RigFile, serial: str) -> RigFile:
+    """A copy of `rig` whose emulated unit reports `serial` (the --sim-serial option)."""
+    data = copy.deepcopy(rig.data)
+    data["product"]["serial"] = serial
+    return replace(rig, product=replace(rig.product, serial=serial), data=data)
+
+
 def with_model(rig: RigFile, model: str) -> RigFile:
     """A copy of `rig` testing another model of the same profile (the --sim-model option)."""
     models = _read_profile(rig.profile_path)["models"]
