@@ -242,7 +242,7 @@ class ResultsRecorder:
         if lost and self.verdict.verdict != RIG_FAULT:
             # a unit is not judged on results the store did not keep: retest once the store is fixed
             self.verdict = RunVerdict(RIG_FAULT, self.verdict.failing_requirements,
-                                      [lost if lost.startswith("results store") else f"results store: {lost}"])
+                                      [lost if lost.startswith("results store:") else f"results store: {lost}"])
         if self.run_open:
             try:
                 self.store.finish_run(self.run_id, self.verdict.verdict, self.verdict.detail())

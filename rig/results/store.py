@@ -35,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 ENV_URL = "RIG_RESULTS_DB"  # a site's shared database, for every station without --results-db
 DEFAULT_FILE = "results.sqlite"  # under the reports directory
@@ -201,10 +202,21 @@ class ResultsStore:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)  # checkfirst: an existing store is left as it is
-        with self.engine.begin() as conn:
-            if conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first() is None:
-                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        self._create_schema()
+
+    def _create_schema(self, attempts: int = 3) -> None:
+        """Tables and schema version, if missing. Several stations (or a station's sockets) may open
+        a new store at the same moment: the loser of that race finds the tables made and looks again."""
+        for attempt in range(attempts):
+            try:
+                metadata.create_all(self.engine)  # checkfirst: an existing store is left as it is
+                with self.engine.begin() as conn:
+                    if conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first() is None:
+                        conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+            except (OperationalError, IntegrityError, ProgrammingError) as exc:
+                if attempt == attempts - 1 or "exist" not in str(exc).lower() and not isinstance(exc, IntegrityError):
+                    raise
 
     def close(self) -> None:
         self.engine.dispose()

@@ -123,8 +123,23 @@ async def _checked_body(request: Request) -> dict:
 
 # ---------------------------------------------------------------------- serving
 def make_server(station: Station, host: str, port: int):
+    import signal
+    from contextlib import contextmanager
+
     import uvicorn
+
+    class StationServer(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self):
+            """Ctrl-C or SIGTERM stops the station like any command, exit status 0: uvicorn's own
+            handling would raise the signal again after shutdown and end the process by it."""
+            old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in old.items():
+                    signal.signal(s, handler)
 
     config = uvicorn.Config(build_app(station), host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=2, lifespan="on")
-    return uvicorn.Server(config)
+    return StationServer(config)

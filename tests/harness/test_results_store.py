@@ -250,3 +250,27 @@ def test_a_store_that_cannot_be_opened_means_nothing_is_tested(tmp_path):
         assert run.returncode == 3, (url, run.output[-1500:])
         assert said in run.output and "nothing is tested" in run.output, (url, run.output[-1500:])
         assert " passed" not in run.output.splitlines()[-1], run.output[-500:]
+
+
+def _open_store(url: str, go) -> None:
+    go.wait()
+    ResultsStore(url).close()
+
+
+def test_several_stations_opening_a_new_store_at_once_all_get_it(tmp_path):
+    """Found by the four-socket station: four runs creating the store's tables at the same moment,
+    the losers saw 'table already exists' and ended as rig faults."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'new{round_}.sqlite'}"
+        go = ctx.Event()
+        procs = [ctx.Process(target=_open_store, args=(url, go)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        go.set()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0] * 6
+        assert ResultsStore(url).recent_runs() == []
