@@ -140,12 +140,24 @@ class ChannelReporter:
             self.channel.emit("test-done", nodeid=nodeid, verdict="skipped", measurements=[], requirements=[])
             return
         self.channel.emit("test-done", nodeid=nodeid, verdict=result.verdict, requirements=result.requirements,
-                          message=(result.message or "")[:300], rig_fault=result.rig_fault,
+                          message=plain_message(result.message), rig_fault=result.rig_fault,
                           wall_seconds=round(result.wall_seconds, 3), measurements=result.measurements)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.channel.emit("end")
         self.channel.close()
+
+
+def plain_message(message: str | None) -> str:
+    """What the operator reads of a test's failure: the exception's own words, not the source
+    lines pytest shows around it ("E rig.core.errors.ChargerFailure: duty for 32 A = ...")."""
+    all_lines = (message or "").strip().splitlines()
+    lines = [ln[1:].strip() for ln in all_lines if ln.startswith("E ")]
+    text = " ".join(lines) if lines else (all_lines[-1] if all_lines else "")
+    head, sep, rest = text.partition(": ")
+    if sep and "." in head and " " not in head:  # a dotted exception name
+        text = rest
+    return text[:300]
 
 
 def _title(item: pytest.Item) -> str:

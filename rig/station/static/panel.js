@@ -34,18 +34,19 @@ function makeSlot(view) {
       serial.value = "";
     } catch (e) { refusal.textContent = e.message; serial.select(); }
   });
-  const abort = $(el, ".abort");
-  abort.addEventListener("click", async () => {
-    if (!abort.classList.contains("armed")) {   // a stray click must not stop a unit's test
-      abort.classList.add("armed");
-      abort.textContent = "Press again to abort";
-      setTimeout(() => { abort.classList.remove("armed"); abort.textContent = "Abort"; }, 5000);
-      return;
-    }
-    abort.classList.remove("armed");
-    abort.textContent = "Aborting…";
-    try { await post("/api/abort", {socket: view.name}); } catch (e) { $(el, ".unit-line").textContent = e.message; }
-  });
+  for (const abort of el.querySelectorAll(".abort")) {  // beside the steps, and in a prompt's dialog
+    abort.addEventListener("click", async () => {
+      if (!abort.classList.contains("armed")) {   // a stray click must not stop a unit's test
+        abort.classList.add("armed");
+        abort.textContent = "Press again to abort";
+        setTimeout(() => { abort.classList.remove("armed"); abort.textContent = "Abort"; }, 5000);
+        return;
+      }
+      abort.classList.remove("armed");
+      abort.textContent = "Aborting…";
+      try { await post("/api/abort", {socket: view.name}); } catch (e) { $(el, ".unit-line").textContent = e.message; }
+    });
+  }
   const answer = (text) => {
     const p = slots[view.name].view.run && slots[view.name].view.run.prompt;
     if (p) post("/api/answer", {socket: view.name, prompt: p.id, answer: text})
@@ -66,9 +67,11 @@ function makeSlot(view) {
   slots[view.name] = {el, view, promptShown: null, lastDone: null};
 }
 
+function num(x) { return String(Number(Number(x).toPrecision(5))); }
+
 function measurementLine(m) {
-  const v = m.value === null ? "nothing observed" : `${Number(m.value).toPrecision(4)} ${m.unit}`;
-  const lo = m.low === null ? "" : `${m.low}`, hi = m.high === null ? "" : `${m.high}`;
+  const v = m.value === null ? "nothing observed" : `${num(m.value)} ${m.unit}`;
+  const lo = m.low === null ? "" : num(m.low), hi = m.high === null ? "" : num(m.high);
   return `${m.passed ? "\u2714" : "\u2716"} ${m.name}: ${v}  limit ${lo}..${hi} ${m.unit}`;
 }
 
@@ -99,11 +102,9 @@ function renderSteps(el, tests) {
 
 function verdictWhy(v) {
   if (v.verdict === "pass") return "The unit passed every end-of-line test: box it.";
-  if (v.verdict === "fail") return "Failed: " + v.failing.map((f) => `${f.id} ${f.text}`).join("; ") +
-    ". Route the unit to repair.";
+  if (v.verdict === "fail") return `Failed ${v.failing.map((f) => f.id).join(", ")}: route the unit to repair.`;
   if (v.verdict === "wrong-unit") return `${v.wrong_unit}. Put the right unit on the socket or scan again.`;
-  if (v.instruments.length) return `Check: ${v.instruments.join(", ")}. Not a unit failure: retest the unit. ` +
-    v.rig_faults.join("; ");
+  if (v.instruments.length) return `Check: ${v.instruments.join(", ")}. Not a unit failure: retest the unit.`;
   return "The unit was not judged: retest it.";
 }
 
@@ -133,8 +134,13 @@ function renderSlot(name) {
     box.dataset.verdict = run.verdict.verdict;
     $(box, ".word").textContent = run.verdict.word;
     $(box, ".why").textContent = verdictWhy(run.verdict);
+    const reqs = $(box, ".requirements");
+    reqs.replaceChildren(...run.verdict.failing.map((f) => {
+      const li = document.createElement("li"); li.textContent = `${f.id}: ${f.text}`; return li;
+    }));
     const safe = run.safe ? (run.safe.ok ? "Rig left in its safe state." : `RIG NOT CONFIRMED SAFE: ${run.safe.detail}`) : "";
-    $(box, ".record").textContent = `${run.serial}  ${run.verdict.model || ""}  ${safe}  ${run.verdict.record || ""}`;
+    const faults = run.verdict.rig_faults.length ? `Rig fault: ${run.verdict.rig_faults.join("; ")}.  ` : "";
+    $(box, ".record").textContent = `${run.serial}  ${run.verdict.model || ""}  ${safe}  ${faults}${run.verdict.record || ""}`;
     const cert = $(box, ".certificate");
     cert.style.display = run.verdict.certificate ? "" : "none";
     cert.href = `/certificate/${encodeURIComponent(name)}?run=${encodeURIComponent(run.started)}`;
