@@ -139,3 +139,8 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_spec_suite_to_a_report(
     assert str(env_dir) in where.stdout and str(REPO) not in where.stdout, where.stdout
     version = subprocess.run([str(env_dir / "bin" / "rig"), "--version"], capture_output=True, text=True, env=clean)
     assert version.stdout.strip() == "rig 0.1.0", version.stdout
+    import zipfile
+
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"rig/station/static/{name}" for name in ("index.html", "panel.css", "panel.js")} <= shipped, \
+        "the station panel's page ships in the wheel (stations are offline: no CDN, no build step)"
