@@ -12,7 +12,7 @@
                           for the harness to test as a real bench (docs/device.md)
     rig station [STATIONFILE | --emulated N] [--host H] [--port P]
                           the end-of-line station's operator panel (docs/factory.md)
-    rig records list | show SERIAL|RUN_ID | yield --since DATE | export SERIAL | import FILE
+    rig records list | show SERIAL|RUN_ID | yield --since DATE | export SERIAL | import FILE | sync | status
                           unit records in the results store (--db URL, else $RIG_RESULTS_DB,
                           else reports/results.sqlite)
 
@@ -108,7 +108,11 @@ def _open_store(args: argparse.Namespace, must_exist: bool = True):
         path = Path(url.removeprefix("sqlite:///"))
         if not path.exists():
             raise RigFileError(str(path), "results store", f"no such file (give --db URL or set {ENV_URL})")
-    return ResultsStore(url)
+    if url.startswith("sqlite"):
+        return ResultsStore(url)
+    from rig.results.forwarder import server_engine
+
+    return ResultsStore(url, server_engine(url))  # a server that hangs: bounded waits, then one line
 
 
 def _store_problem(exc: Exception, args: argparse.Namespace) -> str | None:
@@ -260,6 +264,42 @@ def _records_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _journal_and_shared(args: argparse.Namespace):
+    from rig.results.store import ENV_URL, ResultsStore
+
+    shared = args.db or os.environ.get(ENV_URL)
+    if not shared or shared.startswith("sqlite"):
+        raise UserMistake(f"which shared database? give --db URL (a server, e.g. postgresql+psycopg://...) or set {ENV_URL}")
+    path = Path(args.journal)
+    if not path.exists():
+        raise RigFileError(str(path), "journal", "no such file (give --journal PATH: the station's results.sqlite)")
+    return ResultsStore(f"sqlite:///{path.resolve()}"), shared
+
+
+def _records_sync(args: argparse.Namespace) -> int:
+    from rig.results.forwarder import Forwarder, target_name
+
+    journal, shared = _journal_and_shared(args)
+    result = Forwarder(journal, shared).forward()
+    print(result.line(target_name(shared)), file=sys.stderr if result.error else sys.stdout)
+    return EXIT_PROBLEMS if result.error else EXIT_OK
+
+
+def _records_status(args: argparse.Namespace) -> int:
+    from rig.results.forwarder import Forwarder
+
+    journal, shared = _journal_and_shared(args)
+    forwarder = Forwarder(journal, shared)
+    pending = forwarder.pending_run_ids()
+    print(f"journal {args.journal}: schema version {journal.schema_version()}; "
+          f"{len(pending)} complete run(s) pending forwarding to {forwarder.target}")
+    if pending:
+        print(f"  oldest pending: {pending[0]}, newest: {pending[-1]}")
+    error = forwarder.last_error()
+    print(f"  last forwarding error: {_when(error[0])} UTC: {error[1]}" if error else "  last forwarding: no error")
+    return EXIT_OK
+
+
 def _add_records(commands) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", metavar="URL", help="SQLAlchemy URL of the results store "
@@ -292,6 +332,14 @@ def _add_records(commands) -> None:
     p = sub.add_parser("import", parents=[db], help="load an export into the store (e.g. a site server)")
     p.add_argument("file", metavar="FILE")
     p.set_defaults(run=_records_import)
+
+    journal = argparse.ArgumentParser(add_help=False)
+    journal.add_argument("--journal", default=str(DEFAULT_STORE), metavar="PATH",
+                         help="the station's local journal (default reports/results.sqlite)")
+    p = sub.add_parser("sync", parents=[db, journal], help="forward the journal's complete runs to the shared database now")
+    p.set_defaults(run=_records_sync)
+    p = sub.add_parser("status", parents=[db, journal], help="runs pending forwarding and the last forwarding error")
+    p.set_defaults(run=_records_status)
 
 
 def _device_serve(args: argparse.Namespace) -> int:

@@ -60,6 +60,9 @@ OPTIONS: tuple[Option, ...] = (
            "allure-results go (default: reports, under the rootdir)", metavar="DIR"),
     Option("--results-db", "results_db", None, "SQLAlchemy URL of the results store (default: $RIG_RESULTS_DB, "
            "else sqlite file results.sqlite in the reports directory)", metavar="URL"),
+    Option("--results-journal", "results_journal", None, "the station's local journal (SQLite file) when "
+           "--results-db is a shared server: every test is committed here first, complete runs are forwarded "
+           "(default: results.sqlite in the reports directory)", metavar="PATH"),
     Option("--operator", "operator", None, "who runs the station; recorded with every run (default: the login "
            "name)", metavar="NAME"),
     Option("--prompts", "prompts", "auto", "who answers operator prompts: auto (the emulated rig on the emulated "

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from rig.core.errors import WrongUnit
+from rig.results.forwarder import BackgroundForward, check_url, target_name
 from rig.results.store import (ENV_URL, RIG_FAULT, ResultsStore, TestResult, default_url, describe_error,
                                new_run_id, utcnow)
 from rig.results.verdict import RunVerdict, judge
@@ -46,6 +47,20 @@ def recorder_of(config: pytest.Config) -> "ResultsRecorder | None":
 
 def store_url(option: str | None, reports_dir: Path | str) -> str:
     return option or os.environ.get(ENV_URL) or default_url(reports_dir)
+
+
+def store_urls(option: str | None, reports_dir: Path | str, journal: str | None = None) -> tuple[str, str | None]:
+    """(the local journal every test is committed to, the shared database runs are forwarded to).
+    A SQLite URL is a local file: it is the journal itself, nothing is forwarded. A server's URL
+    (PostgreSQL, ...) is shared: the journal is `journal` (--results-journal) or the reports
+    directory's results.sqlite, and complete runs are forwarded (rig/results/forwarder.py)."""
+    url = option or os.environ.get(ENV_URL)
+    local = f"sqlite:///{Path(journal).resolve()}" if journal else default_url(reports_dir)
+    if not url:
+        return local, None
+    if url.startswith("sqlite"):
+        return url, None
+    return local, url
 
 
 def printable_url(url: str) -> str:
@@ -107,7 +122,9 @@ class ResultsRecorder:
     def __init__(self, config: pytest.Config, reports_dir: Path, run_record=None):
         self.config = config
         self.run_record = run_record
-        self.url = store_url(config.getoption("--results-db"), reports_dir)
+        self.url, self.shared_url = store_urls(config.getoption("--results-db"), reports_dir,
+                                               config.getoption("--results-journal"))
+        self.forwarding = None  # the background forward of this run (and any left pending) to shared_url
         self.started = utcnow()
         self.run_id = run_record.run_id if run_record is not None and run_record.run_id else new_run_id(self.started)
         self.store: ResultsStore | None = None
@@ -212,11 +229,19 @@ class ResultsRecorder:
         a record. A store that cannot be written means nothing is tested (pytest_runtestloop below)
         and the run ends as a rig fault naming the store (exit status 3: fix the store, retest)."""
         try:
+            if self.shared_url:  # malformed, or its driver missing: say so now (no connection is made)
+                try:
+                    check_url(self.shared_url)
+                except Exception as exc:
+                    line = describe_error(exc, self.shared_url)
+                    if line is None:
+                        raise
+                    raise SharedUrlProblem(line) from None
             self.store = ResultsStore(self.url)
             self.store.start_run(self.run_fields())
             self.run_open = True
         except Exception as exc:
-            line = describe_error(exc, self.url)
+            line = str(exc) if isinstance(exc, SharedUrlProblem) else describe_error(exc, self.url)
             if line is None:
                 raise
             self.store_problem = line
@@ -248,7 +273,33 @@ class ResultsRecorder:
                 self.store.finish_run(self.run_id, self.verdict.verdict, self.verdict.detail())
             except Exception as exc:
                 self._problem(f"could not close run {self.run_id}: {exc}")
+            else:
+                self._forward()
         return self.verdict
+
+    def _forward(self) -> None:
+        """The run is complete in the journal: forward it (and any left pending) off the test's path."""
+        if self.shared_url and self.forwarding is None:
+            self.forwarding = BackgroundForward(self.url, self.shared_url)
+            self.forwarding.start()
+
+    def forward_outcome(self):
+        """(forwarded: bool, words) once the forward has ended or FORWARD_WAIT_S has passed; None if
+        this run is not forwarded anywhere."""
+        if self.forwarding is None:
+            return None
+        result = self.forwarding.outcome()
+        target = target_name(self.shared_url)
+        if result is None:
+            return False, f"forwarding to {target} still under way (the shared database is slow); `rig records status`"
+        if self.run_id in result.forwarded + result.already_there:
+            return True, f"forwarded to {target}"
+        return False, (f"NOT yet in {target} ({result.error or 'not forwarded'}): pending in the local journal, "
+                       f"`rig records sync` forwards it")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.forwarding is not None:
+            self.forwarding.outcome()  # bounded: a run cut short here is rolled back by the server, still pending
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.finish(exitstatus)
@@ -265,9 +316,16 @@ class ResultsRecorder:
             f"results store: run {self.run_id}, {len(self.results)} tests, unit "
             f"{self.identity.get('serial') or '?'} -> {where}"
         )
+        outcome = self.forward_outcome()
+        if outcome is not None:
+            terminalreporter.write_line(f"results store: {outcome[1]}", red=not outcome[0])
         if self.problems:
             terminalreporter.write_line(f"results store: {len(self.problems)} problem(s); first: {self.problems[0]}",
                                         red=True)
+
+
+class SharedUrlProblem(Exception):
+    """The shared database's URL cannot be used at all (one line, already worded)."""
 
 
 def _login() -> str | None:

@@ -116,6 +116,20 @@ measurements = Table(
     Column("passed", Boolean, nullable=False),
 )
 
+# the journal's side of forwarding (rig/results/forwarder.py): which runs went to which shared database
+forwarded = Table(
+    "forwarded", metadata,
+    Column("target", String(255), primary_key=True),     # the shared URL, password hidden
+    Column("run_id", String(40), primary_key=True),
+    Column("forwarded_at", DateTime, nullable=False),
+)
+forward_errors = Table(
+    "forward_errors", metadata,
+    Column("target", String(255), primary_key=True),
+    Column("at", DateTime, nullable=False),
+    Column("error", Text, nullable=False),
+)
+
 RUN_FIELDS = tuple(c.name for c in runs.columns)
 MEASUREMENT_FIELDS = ("name", "value", "unit", "low", "high", "limit_source", "resolution", "passed")
 
@@ -199,10 +213,20 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 class ResultsStore:
     """Schema, writer and queries over one database."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, engine: Engine | None = None):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = engine if engine is not None else make_engine(url)
         self._create_schema()
+
+    @classmethod
+    def on_engine(cls, engine: Engine, url: str) -> "ResultsStore":
+        """A store over an engine made elsewhere (the forwarder's, with its timeouts)."""
+        return cls(url, engine)
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        return int(value) if value is not None else 0
 
     def _create_schema(self, attempts: int = 3) -> None:
         """Tables and schema version, if missing. Several stations (or a station's sockets) may open

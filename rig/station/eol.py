@@ -288,6 +288,9 @@ def record_line(recorder) -> str:
     if recorder.problems:
         return (f"  record: run {recorder.run_id} INCOMPLETE in the results store ({len(recorder.problems)} "
                 f"problem(s), first: {recorder.problems[0][:120]}); run.json keeps every result")
+    outcome = recorder.forward_outcome()
+    if outcome is not None:
+        return f"  record: run {recorder.run_id} in the local journal {printable_url(recorder.url)}; {outcome[1]}"
     return f"  record: run {recorder.run_id} in the results store {printable_url(recorder.url)}"
 
 

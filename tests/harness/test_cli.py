@@ -137,7 +137,8 @@ def test_records_import_of_a_bad_file_is_one_line(tmp_path, content, fragment):
 @pytest.mark.parametrize("url, fragment", [
     ("not a url", "not a usable database URL"),
     ("nosuchdb://x/y", "not a usable database URL"),
-    ("postgresql+psycopg://u@127.0.0.1:1/db", "driver is not installed"),
+    ("mysql+mysqldb://u@127.0.0.1:1/db", "driver is not installed"),
+    ("postgresql+psycopg://u@127.0.0.1:1/db", "Connection refused"),
 ])
 def test_records_against_a_bad_store_url_is_one_line(tmp_path, url, fragment):
     result = rig("records", "list", "--db", url)

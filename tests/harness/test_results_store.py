@@ -245,7 +245,7 @@ def test_a_store_that_cannot_be_opened_means_nothing_is_tested(tmp_path):
     junk.write_bytes(b"\x00not sqlite" * 300)
     for url, said in ((f"sqlite:///{tmp_path / 'a-directory'}", "unable to open database file"),
                       (f"sqlite:///{junk}", "file is not a database"),
-                      ("postgresql+psycopg://rig@127.0.0.1:1/records", "driver is not installed")):
+                      ("mysql+mysqldb://rig@127.0.0.1:1/records", "driver is not installed")):
         run = run_pytest(["rig/spec/test_control_pilot.py", "--results-db", url], tmp_path / url[-6:].strip("/:"))
         assert run.returncode == 3, (url, run.output[-1500:])
         assert said in run.output and "nothing is tested" in run.output, (url, run.output[-1500:])
