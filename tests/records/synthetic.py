@@ -1,5 +1,5 @@
 """Runs of the end-of-line size written straight into a station's journal (no bench): what the
-forwarding tests and benchmarks/records_load.py move around. 9 tests, 30 measurements per run, as
+forwarding tests and benchmarks/records_load.py move around. 9 tests, 29 measurements per run, as
 the end-of-line selection records."""
 
 from __future__ import annotations
