@@ -12,7 +12,8 @@
                           for the harness to test as a real bench (docs/device.md)
     rig station [STATIONFILE | --emulated N] [--host H] [--port P]
                           the end-of-line station's operator panel (docs/factory.md)
-    rig records list | show SERIAL|RUN_ID | yield --since DATE | export SERIAL | import FILE | sync | status
+    rig records list | show SERIAL|RUN_ID | yield --since DATE | export SERIAL | import FILE | sync | status |
+                          upgrade
                           unit records in the results store (--db URL, else $RIG_RESULTS_DB,
                           else reports/results.sqlite)
 
@@ -300,6 +301,23 @@ def _records_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _records_upgrade(args: argparse.Namespace) -> int:
+    from rig.results import schema_upgrade
+    from rig.results.forwarder import server_engine, target_name
+    from rig.results.store import ENV_URL, make_engine
+
+    url = args.db or os.environ.get(ENV_URL)
+    if not url:
+        raise UserMistake(f"which database? give --db URL or set {ENV_URL}")
+    engine = make_engine(url) if url.startswith("sqlite") else server_engine(url)
+    try:
+        before, after = schema_upgrade.upgrade(engine)
+    finally:
+        engine.dispose()
+    print(f"{target_name(url)}: schema at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    return EXIT_OK
+
+
 def _add_records(commands) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", metavar="URL", help="SQLAlchemy URL of the results store "
@@ -340,6 +358,8 @@ def _add_records(commands) -> None:
     p.set_defaults(run=_records_sync)
     p = sub.add_parser("status", parents=[db, journal], help="runs pending forwarding and the last forwarding error")
     p.set_defaults(run=_records_status)
+    p = sub.add_parser("upgrade", parents=[db], help="apply the schema's migrations (Alembic) to a results database")
+    p.set_defaults(run=_records_upgrade)
 
 
 def _device_serve(args: argparse.Namespace) -> int:

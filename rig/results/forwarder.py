@@ -32,7 +32,7 @@ STATEMENT_TIMEOUT_MS = 15000  # a server that accepts but never answers
 FORWARD_WAIT_S = 8.0  # how long the end of a run waits for its forwarding before saying "pending"
 
 class SchemaTooNew(Exception):
-    """The shared database was upgraded past what this station's code knows."""
+    """The shared database's schema is not the one this station's code writes (newer or older)."""
 
 
 @dataclass
@@ -116,6 +116,10 @@ class Forwarder:
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(f"the shared database's schema is version {version}, this station's code knows "
                                f"{SCHEMA_VERSION}: upgrade the station's plugstream-rig; runs stay in the local journal")
+        if version < SCHEMA_VERSION:
+            raise SchemaTooNew(f"the shared database's schema is version {version}, this station writes version "
+                               f"{SCHEMA_VERSION}: upgrade the database with `rig records upgrade --db URL`; "
+                               f"runs stay in the local journal")
 
     def _copy(self, engine, run_id: str) -> bool:
         """The whole run in one transaction; False if the shared database already has it."""

@@ -146,6 +146,7 @@ class ResultsRecorder:
             "started_at": self.started,
             "operator": opt("--operator") or _login(),
             "host": socket.gethostname(),
+            "station": os.environ.get(STATION_ENV) or socket.gethostname(),
             "mode": "eol" if opt("--eol", default=False) else "suite",
             "seed": opt("--sim-seed"),
             "defect": opt("--sim-defect"),
@@ -322,6 +323,9 @@ class ResultsRecorder:
         if self.problems:
             terminalreporter.write_line(f"results store: {len(self.problems)} problem(s); first: {self.problems[0]}",
                                         red=True)
+
+
+STATION_ENV = "RIG_STATION"  # the station's name (`rig station` sets "<station>/<socket>"); default the host
 
 
 class SharedUrlProblem(Exception):

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 ENV_URL = "RIG_RESULTS_DB"  # a site's shared database, for every station without --results-db
 DEFAULT_FILE = "results.sqlite"  # under the reports directory
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # = the Alembic head's (rig/results/migrations/versions/): each migration sets it
 
 # run verdicts (the unit's, except rig-fault and wrong-unit, which say nothing about the unit)
 PASS, FAIL, RIG_FAULT, WRONG_UNIT, NO_TESTS = "pass", "fail", "rig-fault", "wrong-unit", "no-tests"
@@ -70,6 +70,7 @@ runs = Table(
     Column("rig_file", String(255)),
     Column("operator", String(64)),
     Column("host", String(64)),
+    Column("station", String(64), index=True),           # the station (and socket) that tested the unit
     Column("mode", String(16)),                          # eol | suite
     Column("seed", Integer),
     Column("defect", String(64)),                        # emulated bench only
@@ -231,12 +232,20 @@ class ResultsStore:
     def _create_schema(self, attempts: int = 3) -> None:
         """Tables and schema version, if missing. Several stations (or a station's sockets) may open
         a new store at the same moment: the loser of that race finds the tables made and looks again."""
+        from sqlalchemy import inspect
+
+        from rig.results import schema_upgrade
+
         for attempt in range(attempts):
             try:
-                metadata.create_all(self.engine)  # checkfirst: an existing store is left as it is
                 with self.engine.begin() as conn:
-                    if conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first() is None:
+                    if not inspect(conn).has_table("runs"):  # a new store: today's tables, at the head revision
+                        metadata.create_all(conn)
                         conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                        schema_upgrade.stamp_head(conn)
+                        return
+                if self.url.startswith("sqlite") and self.schema_version() < SCHEMA_VERSION:
+                    schema_upgrade.upgrade(self.engine)  # the station's own file: it owns the schema
                 return
             except (OperationalError, IntegrityError, ProgrammingError) as exc:
                 if attempt == attempts - 1 or "exist" not in str(exc).lower() and not isinstance(exc, IntegrityError):

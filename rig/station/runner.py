@@ -101,7 +101,7 @@ class Station:
             *self.command(slot.socket, serial, run_dir), cwd=str(self.home),
             stdin=asyncio.subprocess.DEVNULL, stdout=open(run_dir / "pytest.log", "wb"),
             stderr=asyncio.subprocess.STDOUT, start_new_session=True,  # Ctrl-C at the station's terminal is the station's
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "RIG_STATION": f"{self.file.name}/{socket}"})
         log.info("socket %s: testing %s (pid %d) in %s", socket, serial, slot.process.pid, run_dir)
         slot.task = asyncio.create_task(self._watch(slot))
         self._publish("slot", slot.view())

@@ -8,14 +8,13 @@ import multiprocessing
 import random
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 from sqlalchemy import create_engine, func, select, update
 
 from rig.results.forwarder import Forwarder
-from rig.results.store import PASS, ResultsStore, measurements, meta, runs, tests
+from rig.results.store import PASS, SCHEMA_VERSION, ResultsStore, measurements, meta, runs, tests
 from tests.harness.plugin_runs import PROJECT, child_env, pytest_cmd
 from tests.records.synthetic import MEASUREMENTS_PER_RUN, TESTS, write_run
 from tests.station.station_process import RIG
@@ -123,7 +122,7 @@ def test_a_shared_database_newer_than_the_station_is_not_written(pg, tmp_path):
         assert counts(pg.url)[0] == 0
     finally:
         with engine.begin() as conn:
-            conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="1"))
+            conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
         engine.dispose()
     assert Forwarder(journal, pg.url).forward().pending == 0
 
