@@ -41,6 +41,10 @@ class WrongUnit(RigFault):
         self.identity = identity  # who is on the station instead, for the record
 
 
+class UserMistake(Exception):
+    """Something the user can fix (a file, a URL): one line on stderr, no traceback."""
+
+
 class RigFileError(Exception):
     """A rig file is wrong. The message is one line and names the key to fix."""
 
