@@ -69,6 +69,19 @@ def station(index: int, journal: str, url: str, n_runs: int, go, out) -> None:
     out.put((index, costs, lags, len(errors)))
 
 
+def one_station_alone(n_runs: int = 50) -> list[float]:
+    """A station's own per-test recording cost with the machine to itself (in a factory each
+    station is its own computer; the N-station figure below shares this machine's 2 cores)."""
+    costs: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="records-alone-") as tmp:
+        store = ResultsStore(f"sqlite:///{Path(tmp) / 'journal.sqlite'}")
+        rng = random.Random(0)
+        for i in range(n_runs):
+            write_run(store, "alone", f"PS-A-{i:05d}", rng, record=costs.append)
+        store.close()
+    return sorted(costs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stations", type=int, default=20)
@@ -76,6 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     server = PostgresServer()
     ResultsStore(server.url).close()  # the schema, before the stations race for it
+    alone = one_station_alone()
     ctx = multiprocessing.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
     with tempfile.TemporaryDirectory(prefix="records-load-") as tmp:
@@ -105,7 +119,9 @@ def main() -> None:
     costs.sort()
     print(f"{args.stations} stations x {args.runs} runs ({len(TESTS)} tests, {MEASUREMENTS_PER_RUN} measurements "
           f"per run) in {wall:.1f} s on this machine")
-    print(f"per-test recording in the journal: median {1000 * statistics.median(costs):.2f} ms, "
+    print(f"per-test recording, one station alone: median {1000 * statistics.median(alone):.2f} ms, "
+          f"p99 {1000 * alone[int(0.99 * (len(alone) - 1))]:.2f} ms")
+    print(f"per-test recording in the journal, {args.stations} stations sharing this machine: median {1000 * statistics.median(costs):.2f} ms, "
           f"p99 {1000 * costs[int(0.99 * (len(costs) - 1))]:.2f} ms, worst {1000 * costs[-1]:.2f} ms")
     print(f"shared database: {n_runs} runs ({distinct} distinct), {n_tests} tests, {n_meas} measurements; "
           f"expected {expected_runs}, {expected_runs * len(TESTS)}, {expected_runs * MEASUREMENTS_PER_RUN}; "

@@ -17,6 +17,7 @@ printed at once and summed up at the end, and run.json still has everything.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import socket
 from pathlib import Path
@@ -28,6 +29,8 @@ from rig.results.forwarder import BackgroundForward, check_url, target_name
 from rig.results.store import (ENV_URL, RIG_FAULT, ResultsStore, TestResult, default_url, describe_error,
                                new_run_id, utcnow)
 from rig.results.verdict import RunVerdict, judge
+
+log = logging.getLogger(__name__)
 
 P_USES_RIG, P_UNIT, P_WRONG_UNIT = "uses_rig", "unit", "wrong_unit"
 
@@ -122,8 +125,9 @@ class ResultsRecorder:
     def __init__(self, config: pytest.Config, reports_dir: Path, run_record=None):
         self.config = config
         self.run_record = run_record
-        self.url, self.shared_url = store_urls(config.getoption("--results-db"), reports_dir,
-                                               config.getoption("--results-journal"))
+        option = config.getoption("--results-db") or os.environ.get(ENV_URL)
+        self.url, self.shared_url = store_urls(option, reports_dir, config.getoption("--results-journal"))
+        self.owns_journal = not (option or "").startswith("sqlite")  # a file named by --results-db is not ours to move
         self.forwarding = None  # the background forward of this run (and any left pending) to shared_url
         self.started = utcnow()
         self.run_id = run_record.run_id if run_record is not None and run_record.run_id else new_run_id(self.started)
@@ -238,7 +242,7 @@ class ResultsRecorder:
                     if line is None:
                         raise
                     raise SharedUrlProblem(line) from None
-            self.store = ResultsStore(self.url)
+            self.store = self._open_journal()
             self.store.start_run(self.run_fields())
             self.run_open = True
         except Exception as exc:
@@ -249,6 +253,30 @@ class ResultsRecorder:
             tr = self.config.pluginmanager.get_plugin("terminalreporter")
             if tr is not None:
                 tr.write_line(f"[rig] {line}; nothing is tested (fix the store, then retest)", red=True)
+
+    def _open_journal(self) -> ResultsStore:
+        """The store; when it is the station's own journal (not a file someone named with
+        --results-db) and SQLite says it is damaged, it is kept aside whole (for `rig records export`
+        or a database tool to recover what it can) and a new journal is started."""
+        from sqlalchemy.exc import DatabaseError
+
+        try:
+            return ResultsStore(self.url)
+        except DatabaseError as exc:
+            damaged = any(w in str(exc) for w in ("not a database", "malformed"))
+            if not (damaged and self.owns_journal):
+                raise
+        path = Path(self.url.removeprefix("sqlite:///"))
+        aside = path.with_name(f"{path.name}.damaged-{utcnow():%Y%m%dT%H%M%S}")
+        path.rename(aside)
+        for extra in ("-wal", "-shm"):
+            Path(f"{path}{extra}").unlink(missing_ok=True)  # they belong to the damaged file
+        line = f"results journal {path} is damaged: kept aside as {aside}, a new journal started"
+        log.error("%s", line)
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"[rig] {line}", red=True)
+        return ResultsStore(self.url)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session):

@@ -274,3 +274,19 @@ def test_several_stations_opening_a_new_store_at_once_all_get_it(tmp_path):
             p.join(60)
         assert [p.exitcode for p in procs] == [0] * 6
         assert ResultsStore(url).recent_runs() == []
+
+
+def test_a_damaged_station_journal_is_kept_aside_and_a_new_one_started(tmp_path):
+    """The station's own journal (reports/results.sqlite) damaged: the run goes on with a new one and
+    the damaged file is kept whole beside it. A file named with --results-db is not the station's to
+    move: that stops the run (test_a_store_that_cannot_be_opened_means_nothing_is_tested)."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "results.sqlite").write_bytes(b"\x00damaged" * 500)
+    run = run_pytest(["rig/spec/test_control_pilot.py", "-k", "state_a"], tmp_path)
+    assert run.returncode == 0, run.output[-2000:]
+    assert "is damaged: kept aside as" in run.output, run.output[-2000:]
+    [aside] = list(reports.glob("results.sqlite.damaged-*"))
+    assert aside.read_bytes() == b"\x00damaged" * 500
+    [r] = ResultsStore(f"sqlite:///{reports / 'results.sqlite'}").recent_runs()
+    assert r["verdict"] == PASS
