@@ -88,3 +88,21 @@ def interrupt_when_ready(args: list[str], reports: Path, marker: Path, sig: int,
         if proc.poll() is None:
             proc.kill()
     return proc.returncode, out
+
+
+# a plugin (-p break_meter, on PYTHONPATH) that makes the emulated meter answer garbage in the metering tests
+BREAK_METER = """
+import pytest
+
+@pytest.fixture(autouse=True)
+def break_the_meter_in_metering_tests(request):
+    if "test_metering" not in request.node.nodeid:
+        yield
+        return
+    rig = request.getfixturevalue("rig_session")
+    rig.bench.break_instrument("meter", "garbage")
+    try:
+        yield
+    finally:
+        rig.bench.break_instrument("meter", None)
+"""

@@ -22,7 +22,7 @@ from pathlib import Path
 from rig.station.certificate import render_certificate
 from rig.station.eol import EXIT_FAIL, EXIT_PASS, EXIT_RETEST, PROMPT, big
 from rig.results.store import FAIL, PASS, RIG_FAULT, WRONG_UNIT, ResultsStore
-from tests.harness.plugin_runs import PROJECT, Run, child_env, pytest_cmd
+from tests.harness.plugin_runs import BREAK_METER, PROJECT, Run, child_env, pytest_cmd
 
 SERIAL = "SIM-0001"  # rig/data/rigs/emulated.toml [product] serial
 EOL_SELECTION = {
@@ -37,21 +37,6 @@ EOL_SELECTION = {
 }
 HAZARDOUS_EOL = "rig/spec/test_residual_current.py::test_sudden_smooth_dc_trips_within_its_time[6mA]"
 
-BREAK_METER = """
-import pytest
-
-@pytest.fixture(autouse=True)
-def break_the_meter_in_metering_tests(request):
-    if "test_metering" not in request.node.nodeid:
-        yield
-        return
-    rig = request.getfixturevalue("rig_session")
-    rig.bench.break_instrument("meter", "garbage")
-    try:
-        yield
-    finally:
-        rig.bench.break_instrument("meter", None)
-"""
 
 
 def run_eol(tmp: Path, *args: str, env: dict | None = None, **popen) -> Run:

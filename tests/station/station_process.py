@@ -14,29 +14,30 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.harness.plugin_runs import child_env
+from tests.harness.plugin_runs import BREAK_METER, child_env
 
 RIG = Path(sys.executable).with_name("rig")
 PANEL = re.compile(r"panel: (http://\S+/)")
 
-BREAK_METER = """
-import pytest
-
-@pytest.fixture(autouse=True)
-def break_the_meter_in_metering_tests(request):
-    if "test_metering" not in request.node.nodeid:
-        yield
-        return
-    rig = request.getfixturevalue("rig_session")
-    rig.bench.break_instrument("meter", "garbage")
-    try:
-        yield
-    finally:
-        rig.bench.break_instrument("meter", None)
-"""
 
 # A known-bad unit the end-of-line selection catches (CP-02/CP-06), and a meter that answers garbage
 DEFECT = "duty-offset"
+# A station of three: a good unit (A), that known-bad unit (B), a broken meter (C)
+THREE_SOCKETS = """
+[[socket]]
+name = "A"
+rig = "emulated"
+
+[[socket]]
+name = "B"
+rig = "emulated"
+args = ["--sim-defect", "%s"]
+
+[[socket]]
+name = "C"
+rig = "emulated"
+args = ["-p", "break_meter"]
+""" % DEFECT
 
 
 def station_file(tmp: Path, sockets: str, **station) -> Path:

@@ -17,27 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.harness.plugin_runs import PROJECT
-from tests.station.station_process import DEFECT, StationProcess, station_file
+from tests.station.station_process import THREE_SOCKETS, StationProcess, station_file
 
 pytestmark = pytest.mark.panel
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SHOTS = PROJECT / "reports" / "panel"
-SOCKETS = """
-[[socket]]
-name = "A"
-rig = "emulated"
-
-[[socket]]
-name = "B"
-rig = "emulated"
-args = ["--sim-defect", "%s"]
-
-[[socket]]
-name = "C"
-rig = "emulated"
-args = ["-p", "break_meter"]
-""" % DEFECT
 
 
 def _browser_missing() -> str | None:
@@ -56,7 +41,7 @@ def station(tmp_path_factory):
     if why:
         pytest.skip(why)
     tmp = tmp_path_factory.mktemp("panel")
-    st = StationProcess(tmp, str(station_file(tmp, SOCKETS, name="EOL station 3")))
+    st = StationProcess(tmp, str(station_file(tmp, THREE_SOCKETS, name="EOL station 3")))
     yield st
     st.stop()
 

@@ -13,29 +13,14 @@ import urllib.request
 import pytest
 
 from rig.results.store import FAIL, INTERRUPTED, PASS, RIG_FAULT, ResultsStore
-from tests.station.station_process import DEFECT, RIG, StationProcess, station_file
+from tests.station.station_process import RIG, THREE_SOCKETS, StationProcess, station_file
 
-SOCKETS = """
-[[socket]]
-name = "A"
-rig = "emulated"
-
-[[socket]]
-name = "B"
-rig = "emulated"
-args = ["--sim-defect", "%s"]
-
-[[socket]]
-name = "C"
-rig = "emulated"
-args = ["-p", "break_meter"]
-""" % DEFECT
 
 
 @pytest.fixture(scope="module")
 def station(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("station")
-    st = StationProcess(tmp, str(station_file(tmp, SOCKETS)))
+    st = StationProcess(tmp, str(station_file(tmp, THREE_SOCKETS)))
     yield st
     assert st.stop() == 0, st.output()
 
