@@ -165,6 +165,8 @@ def _records_export(args: argparse.Namespace) -> int:
 
 
 def _records_import(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import IntegrityError
+
     from rig.results.export import import_records
 
     try:
@@ -178,7 +180,7 @@ def _records_import(args: argparse.Namespace) -> int:
                           "an object with a \"runs\" list)")
     try:
         done = import_records(_open_store(args, must_exist=False), doc)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, IntegrityError) as exc:  # that run is not written at all
         raise UserMistake(f"{args.file}: a run in it is incomplete or malformed ({type(exc).__name__}: {exc})") from None
     print(f"{len(done)} run(s) imported, {len(doc['runs']) - len(done)} already present")
     return EXIT_OK

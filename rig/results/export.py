@@ -32,21 +32,23 @@ def import_records(store: ResultsStore, doc: dict) -> list[str]:
     """Write every run of an exported document into `store`; runs it already has are left alone."""
     if doc.get("format") != FORMAT:
         raise ValueError(f"not a unit record export (format {doc.get('format')!r})")
+    from rig.results.forwarder import insert_whole_run
+
     imported = []
     for run in doc["runs"]:
-        if store.run_detail(run["run_id"]) is not None:
-            continue
-        fields = {k: _parse_time(k, run.get(k)) for k in RUN_FIELDS if k in run}
-        store.start_run(fields)
-        for t in run["tests"]:
-            store.record_test(run["run_id"], TestResult(
-                nodeid=t["nodeid"], verdict=t["verdict"], requirements=list(t["requirements"]),
-                rig_fault=t["rig_fault"], message=t["message"], wall_seconds=t["wall_seconds"],
-                sim_seconds=t["sim_seconds"], measurements=t["measurements"],
-                finished_at=_parse_time("finished_at", t["finished_at"]),
-            ))
-        imported.append(run["run_id"])
+        detail = {k: _parse_time(k, run.get(k)) for k in RUN_FIELDS if k in run}
+        detail["tests"] = [_test_row(i, t) for i, t in enumerate(run["tests"], 1)]
+        if insert_whole_run(store.engine, detail):  # the whole run or nothing: an interrupted import is redone
+            imported.append(run["run_id"])
     return imported
+
+
+def _test_row(seq: int, t: dict) -> dict:
+    result = TestResult(nodeid=t["nodeid"], verdict=t["verdict"], rig_fault=t["rig_fault"])  # its instrument
+    return {"seq": seq, "nodeid": t["nodeid"], "verdict": t["verdict"], "rig_fault": t["rig_fault"],
+            "instrument": result.instrument, "message": t["message"], "wall_seconds": t["wall_seconds"],
+            "sim_seconds": t["sim_seconds"], "finished_at": _parse_time("finished_at", t["finished_at"]),
+            "requirements": list(t["requirements"]), "measurements": list(t["measurements"])}
 
 
 def _jsonable(run: dict) -> dict:

@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from rig.results.store import (SCHEMA_VERSION, ResultsStore, describe_error, forward_errors, forwarded, measurements,
-                               runs, test_requirements, tests, utcnow)
+from rig.results.store import (RUN_FIELDS, SCHEMA_VERSION, ResultsStore, measurement_row, describe_error,
+                               forward_errors, forwarded, measurements, runs, test_requirements, tests, utcnow)
+
+TEST_FIELDS = ("seq", "nodeid", "verdict", "rig_fault", "instrument", "message", "finished_at", "wall_seconds",
+               "sim_seconds")
 
 log = logging.getLogger(__name__)
 
@@ -123,27 +126,7 @@ class Forwarder:
 
     def _copy(self, engine, run_id: str) -> bool:
         """The whole run in one transaction; False if the shared database already has it."""
-        detail = self.journal.run_detail(run_id)
-        try:
-            with engine.begin() as conn:
-                if conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first() is not None:
-                    return False
-                conn.execute(insert(runs).values(**{k: v for k, v in detail.items() if k != "tests"}))
-                for t in detail["tests"]:
-                    row = {k: v for k, v in t.items() if k not in ("requirements", "measurements")}
-                    test_id = conn.execute(insert(tests).values(run_id=run_id, **row)).inserted_primary_key[0]
-                    if t["requirements"]:
-                        conn.execute(insert(test_requirements),
-                                     [{"test_id": test_id, "requirement": r} for r in t["requirements"]])
-                    if t["measurements"]:
-                        conn.execute(insert(measurements),
-                                     [{"test_id": test_id, "seq": i, **m} for i, m in enumerate(t["measurements"], 1)])
-            return True
-        except IntegrityError:  # another forwarder put it there between our look and our write
-            with engine.connect() as conn:
-                if conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first() is not None:
-                    return False
-            raise
+        return insert_whole_run(engine, self.journal.run_detail(run_id))
 
     def _note(self, run_id: str) -> None:
         with self.journal.engine.begin() as conn:
@@ -168,6 +151,34 @@ class Forwarder:
             row = conn.execute(select(forward_errors.c.at, forward_errors.c.error)
                                .where(forward_errors.c.target == self.target)).first()
         return tuple(row) if row else None
+
+
+def insert_whole_run(engine, detail: dict) -> bool:
+    """A run with its tests, requirements and measurements (as run_detail gives it) in one
+    transaction: all of it or none. False, writing nothing, if the store already has that run.
+    Forwarding and `rig records import` both write this way, so an interruption never leaves a
+    partial run that a later attempt would take for a complete one."""
+    run_id = detail["run_id"]
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first() is not None:
+                return False
+            conn.execute(insert(runs).values(**{k: v for k, v in detail.items() if k in RUN_FIELDS}))
+            for t in detail["tests"]:
+                row = {k: v for k, v in t.items() if k in TEST_FIELDS}
+                test_id = conn.execute(insert(tests).values(run_id=run_id, **row)).inserted_primary_key[0]
+                if t["requirements"]:
+                    conn.execute(insert(test_requirements),
+                                 [{"test_id": test_id, "requirement": r} for r in dict.fromkeys(t["requirements"])])
+                if t["measurements"]:
+                    conn.execute(insert(measurements), [{"test_id": test_id, "seq": i, **measurement_row(m)}
+                                                        for i, m in enumerate(t["measurements"], 1)])
+        return True
+    except IntegrityError:  # another writer put it there between our look and our write
+        with engine.connect() as conn:
+            if conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first() is not None:
+                return False
+        raise
 
 
 class BackgroundForward(threading.Thread):

@@ -284,7 +284,7 @@ class ResultsStore:
             for rid in dict.fromkeys(result.requirements):
                 conn.execute(test_requirements.insert().values(test_id=test_id, requirement=rid))
             for i, m in enumerate(result.measurements, 1):
-                conn.execute(measurements.insert().values(test_id=test_id, seq=i, **_measurement_row(m)))
+                conn.execute(measurements.insert().values(test_id=test_id, seq=i, **measurement_row(m)))
         return test_id
 
     def update_run(self, run_id: str, **fields) -> None:
@@ -385,7 +385,7 @@ def _run_columns(fields: dict) -> dict:
     return {k: v for k, v in fields.items() if k in RUN_FIELDS and k != "run_id"}
 
 
-def _measurement_row(m: dict) -> dict:
+def measurement_row(m: dict) -> dict:
     row = {k: m.get(k) for k in MEASUREMENT_FIELDS}
     row["passed"] = bool(m.get("passed", True))
     row["name"] = str(row["name"] or "")

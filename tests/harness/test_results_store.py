@@ -17,6 +17,8 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from rig.results.export import export_unit, import_records
 from rig.results.store import FAIL, PASS, RIG_FAULT, WRONG_UNIT, ResultsStore, TestResult
 from rig.results.yields import yield_report
@@ -290,3 +292,26 @@ def test_a_damaged_station_journal_is_kept_aside_and_a_new_one_started(tmp_path)
     assert aside.read_bytes() == b"\x00damaged" * 500
     [r] = ResultsStore(f"sqlite:///{reports / 'results.sqlite'}").recent_runs()
     assert r["verdict"] == PASS
+
+
+def test_an_import_cut_short_leaves_no_partial_run_and_a_second_import_completes_it(tmp_path):
+    """Each run goes in whole or not at all: a run whose last test cannot be written leaves
+    nothing of itself behind, so the next import does not take it for already present."""
+    import random
+
+    from tests.records.synthetic import TESTS, write_run
+
+    source = ResultsStore(f"sqlite:///{tmp_path / 'station.sqlite'}")
+    write_run(source, "st1", "PS-7", random.Random(1))
+    write_run(source, "st1", "PS-7", random.Random(2))
+    doc = json.loads(json.dumps(export_unit(source, "PS-7")))
+    good_last = doc["runs"][1]["tests"][-1]["verdict"]
+    doc["runs"][1]["tests"][-1]["verdict"] = None  # the write fails at the run's very last test
+    target = ResultsStore(f"sqlite:///{tmp_path / 'site.sqlite'}")
+    with pytest.raises(Exception):
+        import_records(target, doc)
+    kept = target.recent_runs()
+    assert [r["run_id"] for r in kept] == [doc["runs"][0]["run_id"]], "the first run whole, nothing of the second"
+    doc["runs"][1]["tests"][-1]["verdict"] = good_last
+    assert import_records(target, doc) == [doc["runs"][1]["run_id"]]
+    assert len(target.run_detail(doc["runs"][1]["run_id"])["tests"]) == len(TESTS)
