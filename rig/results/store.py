@@ -13,6 +13,7 @@ any SQLAlchemy URL. Times are stored in UTC (naive datetimes: SQLite keeps no zo
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -211,6 +212,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+class _BeingCreated(Exception):
+    """Another process is creating the store's schema at this moment."""
+
+
 class ResultsStore:
     """Schema, writer and queries over one database."""
 
@@ -234,7 +239,7 @@ class ResultsStore:
             value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         return int(value) if value is not None else 0
 
-    def _create_schema(self, attempts: int = 3) -> None:
+    def _create_schema(self, attempts: int = 50) -> None:
         """Tables and schema version, if missing. Several stations (or a station's sockets) may open
         a new store at the same moment: the loser of that race finds the tables made and looks again."""
         from sqlalchemy import inspect
@@ -249,12 +254,21 @@ class ResultsStore:
                         conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
                         schema_upgrade.stamp_head(conn)
                         return
-                if self.url.startswith("sqlite") and self.schema_version() < SCHEMA_VERSION:
+                version = self.schema_version()
+                if version == 0:  # tables, but no version yet: another process is creating this store now
+                    raise _BeingCreated()
+                if self.url.startswith("sqlite") and version < SCHEMA_VERSION:
                     schema_upgrade.upgrade(self.engine)  # the station's own file: it owns the schema
                 return
+            except _BeingCreated:
+                if attempt == attempts - 1:
+                    raise OperationalError("schema", {}, Exception("the store's tables exist but it has no "
+                                                                   "schema version (a creation cut short?)")) from None
+                time.sleep(0.1)
             except (OperationalError, IntegrityError, ProgrammingError) as exc:
                 if attempt == attempts - 1 or "exist" not in str(exc).lower() and not isinstance(exc, IntegrityError):
                     raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.engine.dispose()
