@@ -40,6 +40,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     options.resolve(config)
+    if config.getoption("--certification"):  # every standards test, each with its timeline picture
+        config.option.hazardous = True
+        config.option.rig_timeline_png = "all"
     if not active(config):
         from rig.plugin import inactive
 

@@ -49,6 +49,9 @@ OPTIONS: tuple[Option, ...] = (
            "(see `rig defects`)", metavar="NAME"),
     Option("--hazardous", "hazardous", False, "also run tests marked hazardous (fault injection, supply excursions)",
            kind="bool"),
+    Option("--certification", "certification", False, "certification pre-check: run the tests of every "
+           "standards-derived requirement (hazardous ones included) and write reports/certification/dossier.html "
+           "and dossier.pdf (docs/certification.md)", kind="bool"),
     Option("--req", "req", None, "run only tests that check one of these requirement IDs (comma-separated, "
            "e.g. MODE-01,LOCK-01)", metavar="IDS"),
     Option("--limits", "limits", None, "TOML file whose limits override the shipped rig/data/limits/plugstream.toml",

@@ -99,6 +99,12 @@ class RigSession:
     # ------------------------------------------------------------------ selection
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         wanted = _wanted_requirements(config)
+        if config.getoption("--certification"):
+            from rig.product.requirements import load_requirements
+            from rig.reports.dossier import standards_requirements
+
+            standards = standards_requirements(load_requirements())
+            wanted = standards if wanted is None else wanted & standards
         hazardous_ok = config.getoption("--hazardous")
         keep, drop = [], []
         for item in items:
@@ -180,6 +186,8 @@ class RigSession:
             record.interrupted = True
         record.write()
         verdicts.mark_errors_in_junit(getattr(session.config.option, "xmlpath", None), record.tests.values())
+        if session.config.getoption("--certification"):
+            self.dossier = _write_dossier(session.config, record)
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
         record = config.stash.get(record_key, None)
@@ -206,6 +214,28 @@ class RigSession:
         terminalreporter.write_line(
             f"{timing}; requirements covered {covered}/{len(trace)}; reports in {record.reports_dir}"
         )
+        if getattr(self, "dossier", None):
+            terminalreporter.write_line(self.dossier, red="NOT" in self.dossier or "no PDF" in self.dossier)
+
+
+def _write_dossier(config: pytest.Config, record) -> str:
+    """The certification dossier from what the run recorded; one line saying where it is."""
+    from rig.core.rigfile import load_rigfile, resolve_rig_path
+    from rig.reports import dossier
+    from rig.results.recorder import recorder_of
+
+    recorder = recorder_of(config)
+    unit = recorder.run_fields() if recorder is not None else {}
+    try:
+        rig_data = load_rigfile(resolve_rig_path(config.getoption("--rig"))).data
+    except Exception:  # the run reported a bad rig file already; the dossier says "not recorded"
+        rig_data = {}
+    try:
+        html, pdf, why = dossier.write(record.reports_dir, record.run_json(), record.traceability(), unit, rig_data)
+    except Exception as exc:  # the run's verdicts stand; the dossier's failure is the harness's, said plainly
+        log.exception("certification dossier not written")
+        return f"certification dossier NOT written: {type(exc).__name__}: {exc}"
+    return f"certification dossier: {html}" + (f" and {pdf}" if pdf else f" ({why})")
 
 
 def _wanted_requirements(config: pytest.Config) -> set[str] | None:

@@ -271,7 +271,23 @@ SECTION_DOCS = {
     "console": "the charger's service console (serial)",
     "central": "the rig's own OCPP 1.6J central system, which the unit connects to",
     "network": "the rig as the unit's network: DHCP, DNS, NTP, TLS, firmware, capture (docs/network.md)",
+    "calibration": "when each measuring instrument's calibration runs out (YYYY-MM-DD), for the certification "
+                   "dossier; optional",
 }
+
+CALIBRATED = ("pilot", "meter", "load", "source", "injector", "led_sensor")
+
+
+def _date_or_empty(value: str) -> str | None:
+    from datetime import date
+
+    if value == "":
+        return None
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return f"{value!r}: expected a date, YYYY-MM-DD (or \"\" for not recorded)"
+    return None
 
 
 def _net(name: str, doc: str) -> Key:
@@ -407,6 +423,9 @@ SCHEMA: tuple[Key, ...] = (
         default=300, check=_between(1, DNS_TTL_MAX, "DNS TTL")),
 )
 
+SCHEMA += tuple(Key(f"calibration.{name}", STRING, f"calibration due date of the {name} (YYYY-MM-DD); \"\" = "
+                     "not recorded (the dossier says so)", default="", check=_date_or_empty) for name in CALIBRATED)
+
 KEYS: dict[str, Key] = {k.name: k for k in SCHEMA}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(k.section for k in SCHEMA))
 #: the sections a driver is built from (bench and product describe the bench, not an instrument)
@@ -416,6 +435,8 @@ INSTRUMENT_SECTIONS = ("pilot", "meter", "load", "source", "injector", "led_sens
 #: commissioned on the station's LAN, or `rig device serve`); the network tests are then skipped
 #: as not covered, never blamed on the unit
 OPTIONAL_ON_REAL = ("network",)
+#: sections any rig file may leave out: every key has its default
+OPTIONAL_EVERYWHERE = ("calibration",)
 
 
 def _children(table: str) -> list[str]:

@@ -162,12 +162,22 @@ class Network:
     dns_ttl_s: int
 
 
+@dataclass(frozen=True)
+class Calibration:
+    pilot: str = ""
+    meter: str = ""
+    load: str = ""
+    source: str = ""
+    injector: str = ""
+    led_sensor: str = ""
+
+
 #: the dataclass for each schema section (a test proves fields and schema keys agree)
 SECTION_CLASSES: dict[str, type] = {
     "bench": Bench, "product": Product, "pilot": Pilot, "pilot.pins": Pins,
     "pilot.pp_ladder": PpLadder, "pilot.adc": Adc, "meter": Meter, "load": AcLoadSection,
     "source": AcSourceSection, "injector": VisaInstrument, "led_sensor": LedSensor,
-    "console": Console, "central": Central, "network": Network,
+    "console": Console, "central": Central, "network": Network, "calibration": Calibration,
 }
 
 
@@ -187,6 +197,7 @@ class RigFile:
     console: Console
     central: Central
     network: Network | None  # None: a real bench whose unit is not on the rig's network
+    calibration: Calibration | None
     profile_path: Path
     data: dict = field(repr=False, compare=False, hash=False)  # defaults filled in
 

@@ -16,7 +16,7 @@ from typing import Any
 from rig.core.errors import RigFileError
 
 from rig.data import EMULATED, EMULATED_RIG, PROFILES_DIR
-from rig.core.rigfile.schema import (OPTIONAL_ON_REAL, ADC_BITS, ADC_CHANNELS, ADC_SPAN_V, AUTO, CP_SWING_V, EMULATED_REPLACES, KEYS, Key, NUMBER, SCHEMA, SECTIONS, STRING, _children, _is_int, show)
+from rig.core.rigfile.schema import (OPTIONAL_EVERYWHERE, OPTIONAL_ON_REAL, ADC_BITS, ADC_CHANNELS, ADC_SPAN_V, AUTO, CP_SWING_V, EMULATED_REPLACES, KEYS, Key, NUMBER, SCHEMA, SECTIONS, STRING, _children, _is_int, show)
 from rig.core.rigfile.typed import (RigFile, SECTION_CLASSES)
 
 # --- validation -------------------------------------------------------------------------------
@@ -115,6 +115,8 @@ def _fill_sections(data: dict, problems: _Problems) -> dict:
             continue
         parent = _walk(data, parent_name)
         source = parent.get(leaf) if parent is not None else None
+        if source is None and section in OPTIONAL_EVERYWHERE:
+            source = {}  # every key has its default
         if source is None:
             if not (section in OPTIONAL_ON_REAL and (data.get("bench") or {}).get("kind") == "real"):
                 problems.missing(section, f"missing section [{section}]")
