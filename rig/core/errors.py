@@ -143,3 +143,15 @@ class ServiceFaults:
     def since(self, mark: int = 0) -> list[str]:
         with self._lock:
             return list(self._items[mark:])
+
+
+def plain_message(message: str | None) -> str:
+    """What the operator reads of a test's failure: the exception's own words, not the source
+    lines pytest shows around it ("E rig.core.errors.ChargerFailure: duty for 32 A = ...")."""
+    all_lines = (message or "").strip().splitlines()
+    lines = [ln[1:].strip() for ln in all_lines if ln.startswith("E ")]
+    text = " ".join(lines) if lines else (all_lines[-1] if all_lines else "")
+    head, sep, rest = text.partition(": ")
+    if sep and "." in head and " " not in head:  # a dotted exception name
+        text = rest
+    return text[:300]

@@ -22,6 +22,8 @@ from collections import defaultdict
 from html import escape
 from pathlib import Path
 
+from rig.core.errors import plain_message
+
 log = logging.getLogger(__name__)
 
 BORDERLINE = 0.10  # within 10 % of a limit: the timeline goes into the dossier with the numbers
@@ -132,7 +134,7 @@ def _measurements(ms: list[dict]) -> str:
         lo = "-inf" if m.get("low") is None else f"{m['low']:g}"
         hi = "+inf" if m.get("high") is None else f"{m['high']:g}"
         flag = ("in" if m.get("passed", True) else '<span class="fail">OUT</span>') + (
-            ' <span class="border">within 10 % of a limit</span>' if borderline(m) else "")
+            ' <span class="border">within 10 % of a limit</span>' if m.get("passed", True) and borderline(m) else "")
         resolution = "" if m.get("resolution") is None else f"{m['resolution']:g}"
         rows.append(f"<tr><td>{escape(str(m.get('name')))}</td><td>{escape(value)} {escape(str(m.get('unit') or ''))}"
                     f"</td><td>[{lo} .. {hi}]</td><td class=\"src\">{escape(str(m.get('limit_source') or ''))}</td>"
@@ -162,7 +164,7 @@ def _requirement(rid: str, clause: str, req, trace: dict, tests: dict, reports: 
         outcome = t.get("outcome", "?")
         out.append(f"<p>test <code>{escape(nodeid)}</code>: {_verdict(outcome)}</p>")
         if t.get("message") and outcome != "passed":
-            out.append(f'<p class="src">{escape(str(t["message"])[:400])}</p>')
+            out.append(f'<p class="src">{escape(plain_message(str(t["message"])))}</p>')
         out.append(_measurements(t.get("measurements", [])))
         if outcome == "failed" or any(borderline(m) for m in t.get("measurements", [])):
             out.append(_timeline(reports, nodeid))

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from rig.bench.operator import Prompt, valid
+from rig.core.errors import plain_message
 
 log = logging.getLogger(__name__)
 
@@ -146,18 +147,6 @@ class ChannelReporter:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.channel.emit("end")
         self.channel.close()
-
-
-def plain_message(message: str | None) -> str:
-    """What the operator reads of a test's failure: the exception's own words, not the source
-    lines pytest shows around it ("E rig.core.errors.ChargerFailure: duty for 32 A = ...")."""
-    all_lines = (message or "").strip().splitlines()
-    lines = [ln[1:].strip() for ln in all_lines if ln.startswith("E ")]
-    text = " ".join(lines) if lines else (all_lines[-1] if all_lines else "")
-    head, sep, rest = text.partition(": ")
-    if sep and "." in head and " " not in head:  # a dotted exception name
-        text = rest
-    return text[:300]
 
 
 def _title(item: pytest.Item) -> str:

@@ -7,7 +7,8 @@ import json
 import time
 
 from rig.results.store import FAIL, INTERRUPTED, PASS, RIG_FAULT
-from rig.station.channel import StationChannel, plain_message, write_answer
+from rig.core.errors import plain_message
+from rig.station.channel import StationChannel, write_answer
 from rig.station.shift import ShiftLog
 from rig.station.unit_run import UnitRun
 from rig.bench.operator import Prompt
