@@ -101,9 +101,9 @@ class RigSession:
         wanted = _wanted_requirements(config)
         if config.getoption("--certification"):
             from rig.product.requirements import load_requirements
-            from rig.reports.dossier import standards_requirements
+            from rig.reports.dossier import certification_requirements
 
-            standards = standards_requirements(load_requirements())
+            standards = certification_requirements(load_requirements())
             wanted = standards if wanted is None else wanted & standards
         hazardous_ok = config.getoption("--hazardous")
         keep, drop = [], []

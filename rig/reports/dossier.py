@@ -78,6 +78,13 @@ def standards_requirements(catalogue: dict) -> set[str]:
     return {rid for rid, req in catalogue.items() if "STD:" in req.source}
 
 
+def certification_requirements(catalogue: dict) -> set[str]:
+    """What --certification runs: every standards-derived requirement, and every requirement the UK
+    regulations matrix tests a clause with (e.g. SEC-01 for Schedule 1's encrypted communications)."""
+    from_matrix = {rid for entry in load_uk_matrix(catalogue).values() for rid in entry.get("tests", [])}
+    return standards_requirements(catalogue) | from_matrix
+
+
 def borderline(m: dict) -> bool:
     value, low, high = m.get("value"), m.get("low"), m.get("high")
     if value is None:
@@ -171,6 +178,61 @@ def _requirement(rid: str, clause: str, req, trace: dict, tests: dict, reports: 
     return "\n".join(out) + "</div>"
 
 
+# ---------------------------------------------------------------------- the UK regulations, clause by clause
+STATUSES = {"bench": "tested on the bench", "partly": "bench tests part; manual evidence for the rest",
+            "manual": "manual evidence", "not-applicable": "not applicable"}
+
+
+def load_uk_matrix(catalogue: dict, path: Path | None = None) -> dict[str, dict]:
+    """rig/data/uk_regulations.toml, checked: a mistake is one line naming the clause and key."""
+    import tomllib
+
+    from rig.core.errors import RigFileError
+    from rig.data import DATA_DIR
+
+    path = path or DATA_DIR / "uk_regulations.toml"
+    matrix = tomllib.loads(path.read_text(encoding="utf-8"))
+    for clause, entry in matrix.items():
+        status = entry.get("status")
+        if status not in STATUSES:
+            raise RigFileError(str(path), f"{clause}.status", f"{status!r}: expected one of {', '.join(STATUSES)}")
+        unknown = [rid for rid in entry.get("tests", []) if rid not in catalogue]
+        if unknown:
+            raise RigFileError(str(path), f"{clause}.tests", f"unknown requirement ID(s) {', '.join(unknown)}")
+        needs = {"bench": "tests", "partly": "evidence", "manual": "evidence", "not-applicable": "reason"}[status]
+        if not entry.get(needs) or (status == "partly" and not entry.get("tests")):
+            raise RigFileError(str(path), f"{clause}.{needs}", f"a {status} clause needs its {needs}")
+    return matrix
+
+
+def clause_verdict(entry: dict, trace: dict) -> str:
+    """The bench part's verdict: the worst of its requirements', NO TEST if any went unchecked."""
+    from rig.reports.run_record import VERDICT_ORDER
+
+    verdicts = [trace.get(rid, {}).get("verdict", "not-covered") for rid in entry.get("tests", [])]
+    if not verdicts:
+        return "not-covered"
+    if "not-covered" in verdicts:
+        return "not-covered"
+    return next(v for v in VERDICT_ORDER if v in verdicts)
+
+
+def _uk_matrix(catalogue: dict, trace: dict) -> str:
+    rows = []
+    for clause, entry in load_uk_matrix(catalogue).items():
+        tested = ", ".join(f'<a href="#req-{escape(r)}">{escape(r)}</a>' for r in entry.get("tests", []))
+        verdict = _verdict(clause_verdict(entry, trace)) if entry.get("tests") else ""
+        note = entry.get("evidence") or entry.get("reason") or ""
+        rows.append(f'<tr class="clause" data-clause="{escape(clause)}"><td>{escape(clause)}</td>'
+                    f"<td>{escape(entry['title'])}</td><td>{escape(STATUSES[entry['status']])}</td>"
+                    f"<td>{tested} {verdict}</td><td>{escape(note)}</td></tr>")
+    return ("<h2>UK Smart Charge Points Regulations 2021 (SI 2021/1467), clause by clause</h2>"
+            '<p class="src">From rig/data/uk_regulations.toml: what the bench tests (with this run\'s verdict), and '
+            "the manual evidence the engineer attaches for the rest.</p>"
+            "<table><tr><th>clause</th><th>asks</th><th>how</th><th>bench tests</th><th>manual evidence</th></tr>"
+            + "".join(rows) + "</table>")
+
+
 def render(run: dict, trace: dict, catalogue: dict, reports: Path, unit: dict, rig_data: dict) -> str:
     version, commit = harness_identity()
     tests = {t["nodeid"]: t for t in run.get("tests", [])}
@@ -190,6 +252,7 @@ def render(run: dict, trace: dict, catalogue: dict, reports: Path, unit: dict, r
             "<h3>Instruments</h3><table><tr><th>instrument</th><th>identity</th><th>calibration due</th></tr>"
             + "".join(f"<tr><td>{escape(n)}</td><td>{escape(i)}</td><td>{escape(d)}</td></tr>"
                       for n, i, d in instruments(reports, rig_data)) + "</table>"]
+    body.append(_uk_matrix(catalogue, trace))
     for standard, entries in sections(catalogue).items():
         body.append(f"<h2>{escape(standard)}</h2>")
         body += [_requirement(rid, clause, catalogue[rid], trace, tests, reports) for rid, clause in entries]

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from html import escape
+from html import escape, unescape
 
 import pytest
 
 from rig.product.requirements import load_requirements
-from rig.reports.dossier import MANUFACTURER, sections, standard_of, standards_requirements
+from rig.reports.dossier import (MANUFACTURER, certification_requirements, clause_verdict, load_uk_matrix, sections, standard_of,
+                                 standards_requirements)
 from tests.harness.plugin_runs import run_pytest
 
 BLOCK = re.compile(r'<div class="req" id="req-([A-Z0-9-]+)" data-verdict="([a-z-]+)">(.*?)</div>', re.S)
@@ -46,7 +47,8 @@ def good_run(tmp_path_factory):
 def test_the_selection_is_every_standards_derived_requirement(good_run):
     run_json = json.loads((good_run.reports / "run.json").read_text())
     checked = {rid for t in run_json["tests"] for rid in t["requirements"]}
-    standards = standards_requirements(load_requirements())
+    standards = certification_requirements(load_requirements())
+    assert standards_requirements(load_requirements()) < standards and "SEC-01" in standards
     assert all(set(t["requirements"]) & standards for t in run_json["tests"]), "only standards-derived tests"
     assert len(standards - checked) <= 2, standards - checked  # PEN-07 applies to PS22-E only
 
@@ -71,6 +73,35 @@ def test_every_catalogue_id_is_in_the_dossier_with_the_verdict_traceability_give
         assert "Certification pre-check dossier" in reader.pages[0].extract_text()
         text = "".join(page.extract_text() for page in reader.pages)
         assert all(rid in text for rid in load_requirements()), "every catalogue ID in the PDF too"
+
+
+def test_the_uk_regulations_matrix_is_in_the_dossier_clause_by_clause(good_run):
+    html = (good_run.reports / "certification" / "dossier.html").read_text()
+    trace = json.loads((good_run.reports / "traceability.json").read_text())
+    matrix = load_uk_matrix(load_requirements())
+    rows = dict(re.findall(r'<tr class="clause" data-clause="([^"]+)">(.*?)</tr>', html, re.S))
+    assert set(rows) == {escape(c) for c in matrix}
+    for clause, entry in matrix.items():
+        row = rows[escape(clause)]
+        if entry.get("tests"):
+            assert all(f"#req-{rid}" in row for rid in entry["tests"])
+            assert clause_verdict(entry, trace) == "passed" and "PASSED" in row, (clause, row)
+        else:
+            assert "manual evidence" in row and entry["evidence"][:30] in unescape(row)
+
+
+@pytest.mark.parametrize("text, words", [
+    ('["reg 7"]\ntitle = "x"\nstatus = "maybe"\n', "reg 7.status: 'maybe'"),
+    ('["reg 7"]\ntitle = "x"\nstatus = "bench"\ntests = ["NOPE-1"]\n', "reg 7.tests: unknown requirement ID(s) NOPE-1"),
+    ('["reg 8"]\ntitle = "x"\nstatus = "manual"\n', "reg 8.evidence: a manual clause needs its evidence"),
+])
+def test_a_mistake_in_the_matrix_is_one_line_naming_the_clause(tmp_path, text, words):
+    from rig.core.errors import RigFileError
+
+    path = tmp_path / "uk.toml"
+    path.write_text(text)
+    with pytest.raises(RigFileError, match=re.escape(words)):
+        load_uk_matrix(load_requirements(), path)
 
 
 def test_a_failing_unit_shows_the_clause_failed_with_its_timeline(tmp_path):
