@@ -85,6 +85,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
         self.booting = False
         self.network_up = False
         self.registration = "none"  # none | pending | rejected | accepted
+        self.boot_heartbeat_s = 0  # the interval the accepted BootNotification gave
         self.cp_state = "A"
         self.charging_permitted = False
         self.session: Session | None = None

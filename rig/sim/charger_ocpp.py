@@ -184,6 +184,7 @@ class ChargerOcpp:
             if status == "Accepted":
                 self.registration = "accepted"
                 self.config.values["HeartbeatInterval"] = str(interval)
+                self.boot_heartbeat_s = interval
                 if interval > 0:
                     self._later("heartbeat", interval, self._heartbeat)
                 self._report_status(force=True)
@@ -200,6 +201,8 @@ class ChargerOcpp:
     def _heartbeat(self) -> None:
         self._send_heartbeat()
         interval = int(self.config.number("HeartbeatInterval", 0))
+        if self.defect == "heartbeat-interval-ignored":
+            interval = self.boot_heartbeat_s  # the bug: the interval of the BootNotification.conf, for ever
         if interval > 0:
             self._later("heartbeat", interval, self._heartbeat)
 
@@ -314,14 +317,26 @@ class ChargerOcpp:
         key, value = payload["key"], payload["value"]
         if key in self.config.readonly:
             return {"status": "Rejected"}
-        if key not in self.config.values:
-            return {"status": "NotSupported"}
+        if key not in self.config.values:  # OCPP 1.6 5.3: a key it does not know is NotSupported
+            return {"status": "Rejected" if self.defect == "config-unknown-key-rejected" else "NotSupported"}
         if not self.modes.validate(key, value) or not _valid_standard(key, value):
             return {"status": "Rejected"}
         self.modes.before_config_change(key, self.config.values[key], value)
         self.config.values[key] = value
         self._later(f"config:{key}", 0.0, self._reconsider_offer)
+        if key == "HeartbeatInterval" and self.registration == "accepted":
+            self._restart_heartbeat()
         return {"status": "Accepted"}
+
+    def _restart_heartbeat(self) -> None:
+        """A new HeartbeatInterval counts from now (the defect keeps the one the boot gave)."""
+        if self.defect == "heartbeat-interval-ignored":
+            return
+        interval = int(self.config.number("HeartbeatInterval", 0))
+        if interval > 0:
+            self._later("heartbeat", interval, self._heartbeat)
+        else:
+            self._cancel("heartbeat")
 
     def _ocpp_GetConfiguration(self, payload: dict) -> dict:
         wanted = payload.get("key") or list(self.config.values)
@@ -332,7 +347,7 @@ class ChargerOcpp:
         ]
         unknown = [k for k in wanted if k not in self.config.values]
         reply: dict = {"configurationKey": known}
-        if unknown:
+        if unknown and self.defect != "getconfig-drops-unknown":
             reply["unknownKey"] = unknown
         return reply
 
@@ -344,6 +359,8 @@ class ChargerOcpp:
             self._later("trigger", 0.0, self._send_heartbeat)
         elif what == "BootNotification":
             self._later("trigger", 0.0, self._send_boot_notification)
+        elif self.defect == "trigger-accepts-unsupported":
+            return {"status": "Accepted"}  # the bug: says yes to a message it cannot send, then sends nothing
         else:
             return {"status": "NotImplemented"}
         return {"status": "Accepted"}

@@ -66,6 +66,15 @@ CATALOGUE: dict[str, Defect] = {
         Defect("locked-no-pulse", "a locked unit shows orange solid instead of orange pulsing with a vehicle plugged in", ("LED-11",)),
         Defect("offline-no-charge", "Plug & Charge refuses to charge while the central system is unreachable", ("OFF-01",)),
         Defect("offline-white-solid", "shows white solid instead of white pulsing while the central system is unreachable", ("LED-03",)),
+        # OCPP 1.6J conformance (issue 16)
+        Defect("config-unknown-key-rejected", "answers ChangeConfiguration of a key it does not know with Rejected, "
+               "not NotSupported", ("OCPP-03",)),
+        Defect("getconfig-drops-unknown", "leaves the keys it does not know out of GetConfiguration.conf (no "
+               "unknownKey)", ("OCPP-04",)),
+        Defect("heartbeat-interval-ignored", "keeps the heartbeat interval of its BootNotification.conf after "
+               "HeartbeatInterval is changed", ("OCPP-05",)),
+        Defect("trigger-accepts-unsupported", "answers TriggerMessage for MeterValues (which it cannot trigger) "
+               "Accepted and sends nothing", ("OCPP-06",)),
         Defect("pending-sends-status", "sends StatusNotification while its BootNotification is Pending", ("BOOT-02",)),
         Defect("purple-stuck", "purple never clears after a firmware update and charging never resumes", ("FW-01", "LED-04")),
         Defect("meterstop-missing-energy", "StopTransaction.meterStop repeats meterStart (the energy is lost)", ("OCPP-02",)),

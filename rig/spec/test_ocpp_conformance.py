@@ -1,0 +1,82 @@
+"""OCPP 1.6J conformance, charge-point side (issue 16, first cases): configuration (OCPP-03,
+OCPP-04), heartbeat interval (OCPP-05) and Remote Trigger (OCPP-06), as far as the product
+profile says the unit claims them ([ocpp] profiles, triggerable, readonly_keys)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rig.core.errors import ChargerFailure
+from rig.instruments.central_system.messages import CentralSystemTimeout
+
+UNKNOWN_KEY = "PlugStreamRig.NoSuchKey"  # a key no charge point has
+
+
+def change(rig, key: str, value: str) -> str:
+    return rig.central.call("ChangeConfiguration", {"key": key, "value": value}, cp_id=rig.cp_id)["status"]
+
+
+def get(rig, keys: list[str] | None) -> dict:
+    return rig.central.call("GetConfiguration", {"key": keys} if keys is not None else {}, cp_id=rig.cp_id)
+
+
+@pytest.mark.req("OCPP-03")
+def test_change_configuration_answers_each_case_as_ocpp_says(ready):
+    rig = ready
+    for key in rig.profile["ocpp"]["readonly_keys"]:
+        before = [k["value"] for k in get(rig, [key])["configurationKey"]]
+        assert change(rig, key, "2") == "Rejected", f"read-only {key}: a change must be Rejected"
+        assert [k["value"] for k in get(rig, [key])["configurationKey"]] == before, f"read-only {key} changed"
+    assert change(rig, UNKNOWN_KEY, "1") == "NotSupported", "a key the unit does not know: NotSupported"
+    assert change(rig, "MeterValueSampleInterval", "fast") == "Rejected", "an interval that is not a number"
+    rig.configure("MeterValueSampleInterval", "30")  # Accepted, restored after the test
+    [reported] = get(rig, ["MeterValueSampleInterval"])["configurationKey"]
+    assert reported["value"] == "30" and reported["readonly"] is False
+
+
+@pytest.mark.req("OCPP-04")
+def test_get_configuration_names_known_and_unknown_keys(ready):
+    rig = ready
+    readonly = rig.profile["ocpp"]["readonly_keys"]
+    asked = ["HeartbeatInterval", readonly[0], UNKNOWN_KEY]
+    reply = get(rig, asked)
+    known = {k["key"]: k for k in reply.get("configurationKey", [])}
+    assert set(known) == {"HeartbeatInterval", readonly[0]}, f"known keys {sorted(known)}"
+    assert known[readonly[0]]["readonly"] is True and known["HeartbeatInterval"]["readonly"] is False
+    assert reply.get("unknownKey") == [UNKNOWN_KEY], f"unknownKey {reply.get('unknownKey')}"
+    everything = {k["key"] for k in get(rig, None)["configurationKey"]}
+    assert {"HeartbeatInterval", "MeterValueSampleInterval", *readonly} <= everything
+    assert "unknownKey" not in get(rig, None) or not get(rig, None)["unknownKey"]
+
+
+@pytest.mark.req("OCPP-05")
+@pytest.mark.parametrize("interval_s", [60, 900])  # shorter and longer than the boot's 300 s
+def test_heartbeats_follow_a_changed_interval(ready, interval_s):
+    rig = ready
+    tolerance = rig.limit("ocpp.heartbeat_interval_tolerance_s")
+    rig.configure("HeartbeatInterval", str(interval_s))
+    changed = rig.clock.now()
+    rig.clock.sleep(3 * interval_s + tolerance)
+    beats = [m.time for m in rig.central.history(action="Heartbeat", direction="in") if m.time > changed]
+    assert len(beats) >= 3, f"{len(beats)} heartbeats in {3 * interval_s} s at HeartbeatInterval {interval_s} s"
+    gaps = [b - a for a, b in zip([changed] + beats, beats)]
+    wrong = [round(g, 1) for g in gaps if abs(g - interval_s) > tolerance]
+    assert not wrong, f"heartbeat gaps {[round(g, 1) for g in gaps]} s, expected {interval_s} +- {tolerance} s"
+
+
+@pytest.mark.req("OCPP-06")
+def test_trigger_message_sends_what_is_claimed_and_refuses_the_rest(ready):
+    rig = ready
+    reply_max = rig.limit("ocpp.trigger_reply_max_s")
+    for message in rig.profile["ocpp"]["triggerable"]:
+        mark = rig.clock.now()
+        status = rig.central.call("TriggerMessage", {"requestedMessage": message}, cp_id=rig.cp_id)["status"]
+        assert status == "Accepted", f"TriggerMessage {message}: {status}, but the unit claims it"
+        try:
+            rig.central.wait_for(message, timeout=reply_max, after=mark)
+        except CentralSystemTimeout as exc:  # Accepted and nothing sent: the unit's failure (a rig fault stays one)
+            raise ChargerFailure(f"TriggerMessage {message} Accepted but no {message} within {reply_max} s") from exc
+        rig.await_ready()  # a triggered BootNotification re-registers the unit
+    for message in rig.profile["ocpp"]["not_triggerable"]:
+        status = rig.central.call("TriggerMessage", {"requestedMessage": message}, cp_id=rig.cp_id)["status"]
+        assert status == "NotImplemented", f"TriggerMessage {message}: {status}; the unit does not claim it"
