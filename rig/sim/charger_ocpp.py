@@ -407,5 +407,11 @@ class ChargerOcpp:
         return self.firmware.request(payload)
 
     def _ocpp_Reset(self, payload: dict) -> dict:
-        self._later("reset", 1.0, lambda: (self._power_off(), self._later("supply", 0.5, self._check_supply)))
+        # OCPP 1.6 5.14: the transaction in progress is stopped first (reason SoftReset / HardReset),
+        # then the unit restarts; the StopTransaction goes out before the power cycle (or, if it
+        # cannot, in order after it, from the transaction queue)
+        if self.defect != "reset-without-stop":
+            self._stop_transaction("HardReset" if payload.get("type") == "Hard" else "SoftReset")
+        self._later("reset", T.RESET_DELAY_S,
+                    lambda: (self._power_off(), self._later("supply", 0.5, self._check_supply)))
         return {"status": "Accepted"}

@@ -75,6 +75,8 @@ CATALOGUE: dict[str, Defect] = {
                "HeartbeatInterval is changed", ("OCPP-05",)),
         Defect("trigger-accepts-unsupported", "answers TriggerMessage for MeterValues (which it cannot trigger) "
                "Accepted and sends nothing", ("OCPP-06",)),
+        Defect("reset-without-stop", "restarts on Reset.req without stopping the transaction in progress (no "
+               "StopTransaction SoftReset/HardReset)", ("OCPP-07",)),
         Defect("pending-sends-status", "sends StatusNotification while its BootNotification is Pending", ("BOOT-02",)),
         Defect("purple-stuck", "purple never clears after a firmware update and charging never resumes", ("FW-01", "LED-04")),
         Defect("meterstop-missing-energy", "StopTransaction.meterStop repeats meterStart (the energy is lost)", ("OCPP-02",)),

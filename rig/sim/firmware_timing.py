@@ -36,3 +36,7 @@ FW_DOWNLOAD_S = 20.0  # Downloading -> Downloaded (modelled: no bytes move until
 FW_VERIFY_S = 2.0  # Downloaded -> Installing (signature and integrity check, regs Sch.1)
 FW_INSTALL_S = 60.0  # Installing (purple, charging paused) -> Installed
 FW_RESTART_S = 5.0  # Installed -> BootNotification with the new version (firmware restarts)
+
+# Reset.req: the time between answering Accepted and restarting, in which the transaction in
+# progress is stopped (an assumption; OCPP 1.6 5.14 gives no time)
+RESET_DELAY_S = 1.0

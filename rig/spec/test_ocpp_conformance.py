@@ -80,3 +80,23 @@ def test_trigger_message_sends_what_is_claimed_and_refuses_the_rest(ready):
     for message in rig.profile["ocpp"]["not_triggerable"]:
         status = rig.central.call("TriggerMessage", {"requestedMessage": message}, cp_id=rig.cp_id)["status"]
         assert status == "NotImplemented", f"TriggerMessage {message}: {status}; the unit does not claim it"
+
+
+@pytest.mark.req("OCPP-07")
+@pytest.mark.parametrize("kind", ["Soft", "Hard"])
+def test_reset_during_a_transaction_stops_it_first(charging, kind):
+    rig = charging
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"))
+    mark = rig.clock.now()
+    reply = rig.central.call("Reset", {"type": kind}, cp_id=rig.cp_id)
+    assert reply["status"] == "Accepted", f"Reset {kind}: {reply}"
+    boot = rig.central.wait_for("BootNotification", timeout=rig.limit("ocpp.reset_reboot_max_s"), after=mark)
+    stops = [m for m in rig.central.history(action="StopTransaction", direction="in") if m.time >= mark]
+    assert stops, f"Reset {kind} during a transaction: no StopTransaction at all"
+    stop = stops[0]
+    assert stop.payload["reason"] == f"{kind}Reset", f"StopTransaction reason {stop.payload['reason']!r}"
+    assert stop.time <= mark + rig.limit("ocpp.reset_stop_max_s") and stop.time < boot.time, (
+        f"StopTransaction {stop.time - mark:.1f} s after Reset, the restart's BootNotification at "
+        f"{boot.time - mark:.1f} s: it must come first, within {rig.limit('ocpp.reset_stop_max_s')} s")
+    assert start.time < mark
+    rig.await_ready()
