@@ -117,6 +117,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
                 "MeterValueSampleInterval": "60",
                 "MeterValuesSampledData": DEFAULT_SAMPLED,
                 "NumberOfConnectors": "1",
+                "StopTransactionOnEVSideDisconnect": "true",  # OCPP 1.6 9.1.29: the unit always stops at unplug
                 "ConnectorPhaseRotation": "RST" if self.model["phases"] == 3 else "R",
                 k["config_charging_mode"]: self.profile["charging"]["default_mode"],
                 k["config_current_limit"]: f"{self.model['rated_current_a']:g}",
@@ -127,7 +128,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
                 k["config_peak_hours"]: self.profile["charging"]["peak_hours"],
                 k["config_schedule_windows"]: self.profile["charging"]["schedule_windows"],
             },
-            readonly={"NumberOfConnectors", "ConnectorPhaseRotation"},
+            readonly={"NumberOfConnectors", "ConnectorPhaseRotation", "StopTransactionOnEVSideDisconnect"},
         )
         return cfg
 
@@ -255,7 +256,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
         else:
             self._set_generator("steady")
         if self.session and self.session.start_requested_sent and not self.session.stopped:
-            self._stop_transaction("EVDisconnected")
+            self._stop_transaction("Local" if self.defect == "unplug-stop-reason-local" else "EVDisconnected")
         self.session = None
         self.modes.session_ended()
         self._clear_latched_on_unplug()

@@ -375,7 +375,8 @@ class ChargerOcpp:
 
     def _ocpp_RemoteStopTransaction(self, payload: dict) -> dict:
         s = self.session
-        if s is None or s.transaction_id != payload["transactionId"]:
+        known = s is not None and (s.transaction_id == payload["transactionId"] or self.defect == "remote-stop-any-id")
+        if not known:  # OCPP 1.6 5.12: a transaction it does not have is Rejected
             return {"status": "Rejected"}
         self._later("remote-stop", 0.0, lambda: self._stop_transaction("Remote"))
         return {"status": "Accepted"}

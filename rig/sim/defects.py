@@ -77,6 +77,10 @@ CATALOGUE: dict[str, Defect] = {
                "Accepted and sends nothing", ("OCPP-06",)),
         Defect("reset-without-stop", "restarts on Reset.req without stopping the transaction in progress (no "
                "StopTransaction SoftReset/HardReset)", ("OCPP-07",)),
+        Defect("unplug-stop-reason-local", "stops the transaction at unplug with reason Local, not EVDisconnected",
+               ("OCPP-08",)),
+        Defect("remote-stop-any-id", "accepts RemoteStopTransaction for a transaction id it does not have and "
+               "stops its own", ("OCPP-09",)),
         Defect("pending-sends-status", "sends StatusNotification while its BootNotification is Pending", ("BOOT-02",)),
         Defect("purple-stuck", "purple never clears after a firmware update and charging never resumes", ("FW-01", "LED-04")),
         Defect("meterstop-missing-energy", "StopTransaction.meterStop repeats meterStart (the energy is lost)", ("OCPP-02",)),

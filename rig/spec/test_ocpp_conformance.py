@@ -100,3 +100,47 @@ def test_reset_during_a_transaction_stops_it_first(charging, kind):
         f"{boot.time - mark:.1f} s: it must come first, within {rig.limit('ocpp.reset_stop_max_s')} s")
     assert start.time < mark
     rig.await_ready()
+
+
+def running_transaction(rig, since: float) -> int:
+    """The id the rig's central system gave the transaction started since `since`."""
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=since)
+    replies = [m for m in rig.central.history(action="StartTransaction", direction="out")
+               if m.message_type == "CallResult" and m.unique_id == start.unique_id]
+    if not replies or "transactionId" not in (replies[0].payload or {}):
+        raise AssertionError(f"no StartTransaction.conf with a transactionId for {start.unique_id}")
+    return replies[0].payload["transactionId"]
+
+
+@pytest.mark.req("OCPP-08")
+def test_unplugging_stops_the_transaction_as_ev_disconnected(ready):
+    rig = ready
+    [key] = get(rig, ["StopTransactionOnEVSideDisconnect"])["configurationKey"]
+    assert key["value"].lower() == "true", f"StopTransactionOnEVSideDisconnect = {key['value']}"
+    mark = rig.clock.now()
+    rig.ev.plug_in()
+    rig.clock.sleep(1.0)
+    rig.ev.request_power()
+    rig.ev.draw(16.0)
+    running_transaction(rig, mark)
+    rig.clock.sleep(2.0)
+    unplugged = rig.clock.now()
+    rig.ev.unplug()
+    stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=unplugged)
+    assert stop.payload.get("reason") == "EVDisconnected", f"stop reason {stop.payload.get('reason')!r}"
+
+
+@pytest.mark.req("OCPP-09")
+def test_remote_stop_stops_only_the_running_transaction(charging):
+    rig = charging
+    starts = rig.central.history(action="StartTransaction", direction="in")
+    tx = running_transaction(rig, starts[-1].time)  # the charging fixture's
+    mark = rig.clock.now()
+    other = rig.central.call("RemoteStopTransaction", {"transactionId": tx + 1000}, cp_id=rig.cp_id)
+    assert other["status"] == "Rejected", f"RemoteStop of a transaction the unit does not have: {other}"
+    rig.clock.sleep(rig.limit("ocpp.status_report_max_s"))
+    assert not [m for m in rig.central.history(action="StopTransaction", direction="in") if m.time >= mark], \
+        "a RemoteStop for another transaction stopped this one"
+    assert rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)["status"] == "Accepted"
+    stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=mark)
+    assert stop.payload["transactionId"] == tx and stop.payload.get("reason") == "Remote", stop.payload
