@@ -46,6 +46,8 @@ class ChargerMetering:
 
     def _meter_values_start(self) -> None:
         interval = self.config.number("MeterValueSampleInterval", 0)
+        if interval == 0 and self.defect == "metervalues-zero-means-60s":
+            interval = 60  # the bug: 0 taken for "the default", not for "no sampled data" (OCPP 1.6 9.1)
         if interval > 0 and self.session is not None and self.session.transaction_id is not None:
             self._later(METER_VALUES, interval, self._meter_values_tick)
 

@@ -81,6 +81,8 @@ CATALOGUE: dict[str, Defect] = {
                ("OCPP-08",)),
         Defect("remote-stop-any-id", "accepts RemoteStopTransaction for a transaction id it does not have and "
                "stops its own", ("OCPP-09",)),
+        Defect("metervalues-zero-means-60s", "sends sampled MeterValues every 60 s when MeterValueSampleInterval "
+               "is 0 (which means: none)", ("OCPP-10",)),
         Defect("pending-sends-status", "sends StatusNotification while its BootNotification is Pending", ("BOOT-02",)),
         Defect("purple-stuck", "purple never clears after a firmware update and charging never resumes", ("FW-01", "LED-04")),
         Defect("meterstop-missing-energy", "StopTransaction.meterStop repeats meterStart (the energy is lost)", ("OCPP-02",)),

@@ -144,3 +144,26 @@ def test_remote_stop_stops_only_the_running_transaction(charging):
     assert rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)["status"] == "Accepted"
     stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=mark)
     assert stop.payload["transactionId"] == tx and stop.payload.get("reason") == "Remote", stop.payload
+
+
+@pytest.mark.req("OCPP-10")
+def test_meter_values_follow_the_sample_interval_and_zero_sends_none(charging):
+    rig = charging
+    tolerance = rig.limit("ocpp.meter_values_interval_tolerance_s")
+    tx = running_transaction(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
+    interval = 30
+    rig.configure("MeterValueSampleInterval", str(interval))
+    rig.clock.sleep(interval + tolerance)  # the interval in force when the change came runs out first
+    mark = rig.clock.now()
+    rig.clock.sleep(4 * interval + tolerance)
+    sampled = [m for m in rig.central.history(action="MeterValues", direction="in") if m.time > mark]
+    assert len(sampled) >= 4, f"{len(sampled)} MeterValues in {4 * interval} s at MeterValueSampleInterval {interval}"
+    gaps = [b.time - a.time for a, b in zip(sampled, sampled[1:])]
+    assert all(abs(g - interval) <= tolerance for g in gaps), f"MeterValues gaps {[round(g, 1) for g in gaps]} s"
+    assert all(m.payload.get("transactionId") == tx for m in sampled), "sampled MeterValues without the transaction"
+    rig.configure("MeterValueSampleInterval", "0")
+    rig.clock.sleep(interval + tolerance)  # at most the one already due
+    quiet = rig.clock.now()
+    rig.clock.sleep(3 * 60.0)
+    late = [m for m in rig.central.history(action="MeterValues", direction="in") if m.time > quiet]
+    assert not late, f"{len(late)} sampled MeterValues with MeterValueSampleInterval 0 (OCPP: none)"
