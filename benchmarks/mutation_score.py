@@ -161,6 +161,8 @@ def main() -> int:
                     if args.sample else everything, key=lambda m: (m.file, m.line, m.col))
     print(f"{len(everything)} mutants in {len(args.files)} files; running {len(chosen)}", flush=True)
     copy = private_copy()
+    # the sources as mutated, kept for the survivors' diffs: the checkout may change while this runs
+    sources = {f: (copy / "rig" / "sim" / f).read_text() for f in {m.file for m in chosen}}
     baseline: dict[str, int] = {}
     limit_s: dict[str, float] = {}
     killed: dict[str, list[Mutant]] = {}
@@ -194,9 +196,8 @@ def main() -> int:
     if survived:
         print("\nsurvivors:")
         for f, ms in sorted(survived.items()):
-            source = (PROJECT / "rig" / "sim" / f).read_text()
             for m in ms:
-                print(m.diff(source))
+                print(m.diff(sources[f]))
     total_k = sum(len(v) for v in killed.values())
     total = total_k + sum(len(v) for v in survived.values())
     skipped = [f for f, rc in baseline.items() if rc != 0]

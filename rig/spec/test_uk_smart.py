@@ -389,3 +389,15 @@ def test_owner_can_move_or_remove_the_peak_hours(ready):
     rig.configure(key, "")
     rig.set_time(uk_time(*MONDAY, 17, 0))
     check_waits_for(rig, uk_time(*MONDAY, 17, 0), "no peak hours, Monday 17:00")
+
+
+@pytest.mark.req("MODE-03")
+def test_owner_peak_hours_ending_off_the_hour_are_followed_to_the_minute(ready):
+    """Peak hours that end at 10:45 release the vehicle at 10:45 (+ its delay), not at the next
+    whole hour: the unit must wake at the edge itself (a surviving mutant woke 20 min early, found
+    itself still in the peak and slept to the hour)."""
+    rig = ready
+    set_mode(rig, "UKSmart")
+    rig.configure(rig.profile["ocpp"]["config_peak_hours"], "08:15-10:45")
+    rig.set_time(uk_time(*MONDAY, 9, 0))
+    check_waits_for(rig, uk_time(*MONDAY, 10, 45), "owner's peak 08:15-10:45, Monday 09:00")
