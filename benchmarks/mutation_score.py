@@ -49,7 +49,7 @@ TARGETS = {
     "charger_firmware.py": ("ops",),
     "firmware_timing.py": ("ops", "pen", "rcd"),
     "charger_network.py": ("ops",),  # resolver order, time source, certificate and signature checks
-    "charger_metering.py": ("mtr",),
+    "charger_metering.py": ("mtr", "ops"),  # MeterValues at their interval: OCPP-10
 }
 SWAP_OPS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==", "+": "-", "-": "+"}
 SWAP_NAMES = {"and": "or", "or": "and", "True": "False", "False": "True"}

@@ -161,6 +161,7 @@ def test_meter_values_follow_the_sample_interval_and_zero_sends_none(charging):
     gaps = [b.time - a.time for a, b in zip(sampled, sampled[1:])]
     assert all(abs(g - interval) <= tolerance for g in gaps), f"MeterValues gaps {[round(g, 1) for g in gaps]} s"
     assert all(m.payload.get("transactionId") == tx for m in sampled), "sampled MeterValues without the transaction"
+    assert all(m.payload.get("connectorId") == 1 for m in sampled), "sampled MeterValues for another connector"
     rig.configure("MeterValueSampleInterval", "0")
     rig.clock.sleep(interval + tolerance)  # at most the one already due
     quiet = rig.clock.now()
