@@ -112,6 +112,10 @@ class Station:
                "--rig", socket.rig, "--eol", "--serial", serial, "--station-channel", str(run_dir),
                "--prompts", f.prompts, "--prompt-timeout", str(f.prompt_timeout_s), "--rig-reports", str(run_dir),
                "--results-db", f.results_db or f"sqlite:///{self.home / 'results.sqlite'}", "-q"]
+        if f.results_db and not f.results_db.startswith("sqlite"):
+            # a shared server: every socket's runs go first to one station journal, so the runs a server
+            # outage left pending are forwarded at the next run's end, whichever socket it is on
+            cmd += ["--results-journal", str(self.home / "journal.sqlite")]
         if f.operator:
             cmd += ["--operator", f.operator]
         if f.hazardous:

@@ -87,3 +87,22 @@ def test_the_operator_reads_the_failure_not_the_source_around_it():
                 "E       rig.core.errors.ChargerFailure: duty for 32 A = 56.3 %, limit [52.8 .. 53.8] %")
     assert plain_message(longrepr) == "duty for 32 A = 56.3 %, limit [52.8 .. 53.8] %"
     assert plain_message(None) == "" and plain_message("meter: no reply") == "meter: no reply"
+
+
+def test_with_a_shared_server_every_socket_records_into_one_station_journal(tmp_path):
+    """Pending runs are forwarded by the next run's end: that run must read the same journal,
+    whichever socket it is on."""
+    from pathlib import Path
+
+    from rig.station.runner import Station
+    from rig.station.stationfile import emulated_station
+
+    shared = emulated_station(2, reports=tmp_path, results_db="postgresql+psycopg://rig@db.site/records")
+    station = Station(shared)
+    commands = [station.command(s, "PS-1", tmp_path / s.name) for s in shared.sockets]
+    journals = {c[c.index("--results-journal") + 1] for c in commands}
+    assert journals == {str(tmp_path / "station" / "journal.sqlite")}
+    assert all(c[c.index("--results-db") + 1] == shared.results_db for c in commands)
+    local = Station(emulated_station(1, reports=tmp_path / "local"))
+    cmd = local.command(local.file.sockets[0], "PS-2", Path(tmp_path))
+    assert "--results-journal" not in cmd, "a SQLite store is the journal itself"
