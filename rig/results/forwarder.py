@@ -93,7 +93,7 @@ class Forwarder:
         engine = None
         try:
             engine = server_engine(self.url)
-            shared = ResultsStore.on_engine(engine, self.url)
+            shared = ResultsStore(self.url, engine)  # its schema, made with the bounded waits
             self._check_schema(shared)
             for run_id in pending[:limit]:
                 if self._copy(engine, run_id):

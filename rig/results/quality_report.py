@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 
 from rig.results import quality
+from rig.results.recorder import printable_url
 from rig.results.store import ResultsStore
 
 CHARTS = 8  # control charts for the measurements with the lowest Cpk
@@ -142,7 +143,7 @@ def write_report(store: ResultsStore, directory: Path, period: quality.Period, t
     matplotlib.use("Agg")
     directory.mkdir(parents=True, exist_ok=True)
     when = " to ".join(str(x) for x in (period.since, period.until) if x) or "all records"
-    body = [f"<h1>{escape(title)}</h1>", f'<p class="note">{escape(when)}; store {escape(store.url_shown())}</p>',
+    body = [f"<h1>{escape(title)}</h1>", f'<p class="note">{escape(when)}; store {escape(printable_url(store.url))}</p>',
             _yield_section(quality.yields(store, period)), _pareto_section(quality.pareto(store, period)),
             _capability_section(store, period, quality.capability(store, period)),
             _rig_fault_section(quality.rig_fault_rates(store, period))]

@@ -48,10 +48,6 @@ def recorder_of(config: pytest.Config) -> "ResultsRecorder | None":
     return config.pluginmanager.get_plugin("plugstream_results")
 
 
-def store_url(option: str | None, reports_dir: Path | str) -> str:
-    return option or os.environ.get(ENV_URL) or default_url(reports_dir)
-
-
 def store_urls(option: str | None, reports_dir: Path | str, journal: str | None = None) -> tuple[str, str | None]:
     """(the local journal every test is committed to, the shared database runs are forwarded to).
     A SQLite URL is a local file: it is the journal itself, nothing is forwarded. A server's URL

@@ -224,16 +224,6 @@ class ResultsStore:
         self.engine = engine if engine is not None else make_engine(url)
         self._create_schema()
 
-    @classmethod
-    def on_engine(cls, engine: Engine, url: str) -> "ResultsStore":
-        """A store over an engine made elsewhere (the forwarder's, with its timeouts)."""
-        return cls(url, engine)
-
-    def url_shown(self) -> str:
-        from sqlalchemy.engine import make_url
-
-        return make_url(self.url).render_as_string(hide_password=True)
-
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
             value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
