@@ -24,6 +24,7 @@ from rig.sim.charger_firmware import FirmwareUpdater
 from rig.sim.charger_modes import ModeController
 from rig.sim.charger_metering import DEFAULT_SAMPLED, ChargerMetering
 from rig.sim.charger_ocpp import ChargerOcpp, QueuedMessage, iso
+from rig.sim.charger_smart import SMART_KEYS, SmartCharging
 from rig.sim.charger_safety import PenProtection, ResidualCurrentDetector
 from rig.sim.defects import Defect
 from rig.sim.plant import Generator, LedShown, Plant
@@ -105,6 +106,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
         self.tx_queue: deque[QueuedMessage] = deque()
         self.tx_in_flight = False
         self.modes = ModeController(self)
+        self.smart = SmartCharging(self)  # installed charging profiles: non-volatile (OCPP 1.6 3.13)
         self.firmware = FirmwareUpdater(self, FIRMWARE_VERSION)
         plant.subscribe(self._on_plant_change)
 
@@ -118,6 +120,8 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
                 "MeterValuesSampledData": DEFAULT_SAMPLED,
                 "NumberOfConnectors": "1",
                 "StopTransactionOnEVSideDisconnect": "true",  # OCPP 1.6 9.1.29: the unit always stops at unplug
+                "AuthorizeRemoteTxRequests": "false",  # OCPP 1.6 9.1.1: a remote start needs no Authorize.req
+                "StopTransactionOnInvalidId": "true",  # OCPP 1.6 9.1.30: a rejected idTag ends the transaction
                 "ConnectorPhaseRotation": "RST" if self.model["phases"] == 3 else "R",
                 k["config_charging_mode"]: self.profile["charging"]["default_mode"],
                 k["config_current_limit"]: f"{self.model['rated_current_a']:g}",
@@ -128,8 +132,9 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
                 k["config_peak_hours"]: self.profile["charging"]["peak_hours"],
                 k["config_schedule_windows"]: self.profile["charging"]["schedule_windows"],
             },
-            readonly={"NumberOfConnectors", "ConnectorPhaseRotation", "StopTransactionOnEVSideDisconnect"},
+            readonly={"NumberOfConnectors", "ConnectorPhaseRotation", "StopTransactionOnEVSideDisconnect", *SMART_KEYS},
         )
+        cfg.values.update(SMART_KEYS)
         return cfg
 
     @property
@@ -144,6 +149,9 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
         if self.defect != "ignores-current-limit":
             limits.append(self.modes.effective_max_current_a())
             limits.append(self.config.number(self.ocpp_keys["config_site_limit"], 32))
+        smart = self.smart.limit_a()
+        if smart is not None:
+            limits.append(smart)
         cable = self.cable_rating_a()
         if cable is None:
             if plan:
@@ -259,6 +267,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
             self._stop_transaction("Local" if self.defect == "unplug-stop-reason-local" else "EVDisconnected")
         self.session = None
         self.modes.session_ended()
+        self.smart.transaction_ended()  # also a TxProfile whose transaction never started
         self._clear_latched_on_unplug()
         self.finishing = True
         self._later("available", 0.5, self._finished)
@@ -346,6 +355,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
         if not self.powered or self.booting:
             return
         self.modes.update()
+        self.smart.arm_next_change()
         permitted = self._permitted() and self.offered_current_a() >= 6.0
         if permitted:
             duty = self._duty_for(self.offered_current_a())
@@ -382,6 +392,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
         s = self.session
         s.start_requested_sent = True
         s.meter_start_wh = self.meter_wh()
+        self.smart.transaction_started()
         payload = {
             "connectorId": 1,
             "idTag": s.id_tag or self.ocpp_keys["plug_and_charge_id_tag"],
@@ -391,6 +402,8 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
 
         def started(answer: dict, session=s):
             session.transaction_id = answer.get("transactionId")
+            if self._start_answered(session, answer):
+                return
             self._report_status()
             if session is self.session:
                 self._meter_values_start()
@@ -403,6 +416,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering):
             return
         s.stopped = True
         self._meter_values_stop()
+        self.smart.transaction_ended()
         if s.start_requested_sent:
             meter_stop = s.meter_start_wh if self.defect == "meterstop-missing-energy" else self.meter_wh()
             timestamp = iso(self.rtc_now())

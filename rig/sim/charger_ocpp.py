@@ -16,11 +16,17 @@ from rig.sim import firmware_timing as T
 _RETRY_LATER = ("Timeout", "ConnectionClosed", "NotConnected")
 
 
+#: OCPP 1.6 9.1 standard keys of type boolean this firmware lets the central system change
+BOOLEAN_KEYS = ("AuthorizeRemoteTxRequests", "StopTransactionOnInvalidId")
+
+
 def _valid_standard(key: str, value: str) -> bool:
     """OCPP 1.6 standard keys this firmware checks: intervals are whole non-negative seconds; the
     sampled measurands must be ones it can sample."""
     if key in ("MeterValueSampleInterval", "HeartbeatInterval"):
         return value.isdigit()
+    if key in BOOLEAN_KEYS:
+        return value.lower() in ("true", "false")
     if key == "MeterValuesSampledData":
         from rig.sim.charger_metering import valid_sampled_data
 
@@ -366,12 +372,72 @@ class ChargerOcpp:
         return {"status": "Accepted"}
 
     def _ocpp_RemoteStartTransaction(self, payload: dict) -> dict:
-        if self.session is None or self.fault:
+        # OCPP 1.6 5.11: the unit has one connector (1); without a connectorId it picks that one.
+        # A connector it does not have, no vehicle, or a transaction already running: Rejected
+        connector = payload.get("connectorId", 1)
+        s = self.session
+        if connector != 1 and self.defect != "remote-start-any-connector":
             return {"status": "Rejected"}
-        self.session.id_tag = payload["idTag"]
-        self.session.start_requested = True
-        self._later("reconsider", 0.0, self._reconsider_offer)
+        if s is None or self.fault or (s.start_requested_sent and not s.stopped):
+            return {"status": "Rejected"}
+        profile = payload.get("chargingProfile")
+        if profile is not None and not self.smart.remote_start_profile(profile):
+            return {"status": "Rejected"}
+        id_tag = payload["idTag"]
+        authorize_first = self.config.values["AuthorizeRemoteTxRequests"].lower() == "true"
+        if authorize_first and self.defect != "remote-start-skips-authorize":
+            self._later("authorize", 0.0, lambda: self._authorize_then_start(s, id_tag))
+        else:
+            self._remote_start(s, id_tag)
         return {"status": "Accepted"}
+
+    def _remote_start(self, session, id_tag: str) -> None:
+        session.id_tag = id_tag
+        session.start_requested = True
+        self._later("reconsider", 0.0, self._reconsider_offer)
+
+    def _authorize_then_start(self, session, id_tag: str) -> None:
+        """AuthorizeRemoteTxRequests true (OCPP 1.6 9.1.1): a remote start is authorized like a local
+        one: Authorize.req first, and only an Accepted idTag starts the transaction."""
+        def answered(reply: dict) -> None:
+            with self.plant.lock:
+                status = (reply.get("idTagInfo") or {}).get("status")
+                if status == "Accepted" and session is self.session and not session.stopped:
+                    self._remote_start(session, id_tag)
+                elif session is self.session:
+                    self.smart.transaction_ended()  # a TxProfile sent with the start goes with it
+
+        self._send("Authorize", {"idTag": id_tag}, answered)
+
+    def _start_answered(self, session, answer: dict) -> bool:
+        """StartTransaction.conf with an idTag status other than Accepted and StopTransactionOnInvalidId
+        true (OCPP 1.6 9.1.30): the transaction is stopped at once, reason DeAuthorized. True if so."""
+        status = (answer.get("idTagInfo") or {}).get("status", "Accepted")
+        stop = self.config.values["StopTransactionOnInvalidId"].lower() == "true"
+        if status == "Accepted" or not stop or session is not self.session or self.defect == "invalid-id-charges-on":
+            return False
+        self._stop_transaction("DeAuthorized")
+        return True
+
+    def _ocpp_SetChargingProfile(self, payload: dict) -> dict:
+        return self.smart.set_profile(payload)
+
+    def _ocpp_ClearChargingProfile(self, payload: dict) -> dict:
+        return self.smart.clear(payload)
+
+    def _ocpp_GetCompositeSchedule(self, payload: dict) -> dict:
+        return self.smart.composite_schedule(payload)
+
+    def _ocpp_UnlockConnector(self, payload: dict) -> dict:
+        # OCPP 1.6 5.18: a tethered cable has no lock the unit could release: NotSupported. On a
+        # socket, a transaction in progress is stopped first (reason UnlockCommand): energy ends
+        # before the socket lets the plug go
+        if payload["connectorId"] != 1 or self.model["connector"] == "tethered":
+            return {"status": "NotSupported"}
+        s = self.session
+        if s is not None and s.start_requested_sent and not s.stopped and self.defect != "unlock-while-charging":
+            self._stop_transaction("UnlockCommand")
+        return {"status": "Unlocked"}
 
     def _ocpp_RemoteStopTransaction(self, payload: dict) -> dict:
         s = self.session

@@ -83,6 +83,21 @@ CATALOGUE: dict[str, Defect] = {
                "stops its own", ("OCPP-09",)),
         Defect("metervalues-zero-means-60s", "sends sampled MeterValues every 60 s when MeterValueSampleInterval "
                "is 0 (which means: none)", ("OCPP-10",)),
+        Defect("remote-start-any-connector", "accepts RemoteStartTransaction for connector 2 (it has one) and "
+               "starts on connector 1", ("OCPP-11",)),
+        Defect("remote-start-skips-authorize", "with AuthorizeRemoteTxRequests true starts a remote transaction "
+               "without Authorize.req, so an invalid idTag charges", ("OCPP-11",)),
+        Defect("invalid-id-charges-on", "keeps charging when StartTransaction.conf says the idTag is Invalid "
+               "(StopTransactionOnInvalidId true)", ("OCPP-12",)),
+        Defect("unlock-while-charging", "answers UnlockConnector Unlocked while the transaction runs on: the "
+               "socket is released under load", ("OCPP-13",), model="PS7-S"),
+        Defect("smart-period-late", "applies each charging-schedule period 30 s after it begins", ("OCPP-14",)),
+        Defect("smart-max-profile-ignored", "ignores the ChargePointMaxProfile whenever a TxDefaultProfile or "
+               "TxProfile is set", ("OCPP-15",)),
+        Defect("smart-lowest-stack-wins", "of two profiles of one purpose applies the lower stackLevel", ("OCPP-15",)),
+        Defect("smart-expired-applied", "keeps applying a charging profile after its validTo", ("OCPP-16",)),
+        Defect("txprofile-outlives-transaction", "keeps a TxProfile after its transaction ends: the next session is "
+               "still limited by it", ("OCPP-17",)),
         Defect("pending-sends-status", "sends StatusNotification while its BootNotification is Pending", ("BOOT-02",)),
         Defect("purple-stuck", "purple never clears after a firmware update and charging never resumes", ("FW-01", "LED-04")),
         Defect("meterstop-missing-energy", "StopTransaction.meterStop repeats meterStart (the energy is lost)", ("OCPP-02",)),

@@ -348,3 +348,12 @@ def applied(rig, stimulus) -> float:
     before = rig.clock.now()
     stimulus()
     return (before + rig.clock.now()) / 2
+
+
+def transaction_id(rig, after_s: float) -> int:
+    """The transactionId the central system gave the unit's StartTransaction (sent at or after `after_s`)."""
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=after_s)
+    answers = [m for m in rig.central.history(action="StartTransaction", direction="out")
+               if m.message_type == "CallResult" and m.unique_id == start.unique_id]
+    assert answers, "no answer to the unit's StartTransaction in the history"
+    return answers[0].payload["transactionId"]

@@ -6,19 +6,11 @@ from __future__ import annotations
 import pytest
 
 from rig.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, lock,
-                              no_close_watch_s, plug_and_ask, reboot, set_mode, unplug, wait_l1)
+                              no_close_watch_s, plug_and_ask, reboot, set_mode, transaction_id, unplug,
+                              wait_l1)
 
 
 FAULT_MA = 60.0  # the IEC 62955 test point whose trip time is rcd.trip_60ma_max_s
-
-
-def transaction_id(rig, after_s: float) -> int:
-    """The transactionId the central system gave the unit's StartTransaction (sent at or after `after_s`)."""
-    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=after_s)
-    answers = [m for m in rig.central.history(action="StartTransaction", direction="out")
-               if m.message_type == "CallResult" and m.unique_id == start.unique_id]
-    assert answers, "no answer to the unit's StartTransaction in the history"
-    return answers[0].payload["transactionId"]
 
 
 def remote_start(rig) -> None:

@@ -1,0 +1,123 @@
+"""OCPP 1.6J conformance, Core profile: remote start and its authorization (OCPP-11), an idTag the
+central system refuses at StartTransaction (OCPP-12), and UnlockConnector (OCPP-13). The cases
+the OCA test tool runs and vendors most often ask about: a remote start on a connector the unit
+does not have, "authorize first" (AuthorizeRemoteTxRequests), a DeAuthorized transaction that
+keeps delivering energy, and a socket unlocked under load."""
+
+from __future__ import annotations
+
+import pytest
+
+from rig.instruments.central_system import reject
+from rig.spec.steps import (first_sense_edge, l1_intervals, no_close_watch_s, plug_and_ask, set_mode, transaction_id,
+                            wait_l1)
+
+GOOD_TAG, BAD_TAG = "RIG-OWNER", "RIG-STOLEN-CARD"
+
+
+def remote_start(rig, payload: dict) -> str:
+    return rig.central.call("RemoteStartTransaction", payload, cp_id=rig.cp_id)["status"]
+
+
+def sent_since(rig, action: str, since_s: float) -> list:
+    return [m for m in rig.central.history(action=action, direction="in") if m.time >= since_s]
+
+
+def check_no_energy(rig, since_s: float, what: str) -> None:
+    """Watch long enough for a unit that would close to have closed (no_close_watch_s)."""
+    rig.clock.sleep(no_close_watch_s(rig), what)
+    closed = first_sense_edge(rig, "sense_l1", True, since_s)
+    assert closed is None, f"{what}: L1 went live {closed - since_s:.2f} s later"
+    starts = sent_since(rig, "StartTransaction", since_s)
+    assert not starts, f"{what}: StartTransaction {starts[0].payload}"
+
+
+def check_energy_off(rig, since_s: float, what: str) -> None:
+    """Energy at the connector ended within cp.pause_open_max_s of `since_s` and is off now (it
+    may have come on after `since_s` first: a unit closes on the vehicle's request before the
+    answer that stops it arrives)."""
+    limit = rig.limit("cp.pause_open_max_s")
+    rig.clock.sleep(max(0.0, since_s + limit + 1.0 - rig.clock.now()), what)
+    spans = l1_intervals(rig, since_s, rig.clock.now())
+    ended = None if rig.pilot.sense().l1 else (max(0.0, spans[-1][1] - since_s) if spans else 0.0)
+    rig.check(what, ended, "s", 0.0, limit, rig.source_of("cp.pause_open_max_s"), resolution=rig.pilot.resolution_s)
+
+
+@pytest.mark.req("OCPP-11")
+def test_remote_start_refuses_a_connector_it_lacks_and_starts_without_one(ready):
+    rig = ready
+    set_mode(rig, "Manual")
+    plug_and_ask(rig)
+    mark = rig.clock.now()
+    status = remote_start(rig, {"connectorId": 2, "idTag": GOOD_TAG})
+    assert status == "Rejected", f"RemoteStartTransaction on connector 2 of a one-connector unit: {status}"
+    check_no_energy(rig, mark, "after a Rejected remote start on connector 2")
+    sent = rig.clock.now()
+    status = remote_start(rig, {"idTag": GOOD_TAG})
+    assert status == "Accepted", f"RemoteStartTransaction without a connectorId: {status}"
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=sent)
+    assert start.payload["connectorId"] == 1 and start.payload["idTag"] == GOOD_TAG, start.payload
+    assert wait_l1(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0, poll_s=0.05) is not None, \
+        "no energy after an Accepted remote start"
+    again = remote_start(rig, {"connectorId": 1, "idTag": GOOD_TAG})
+    assert again == "Rejected", f"a second RemoteStartTransaction while the transaction runs: {again}"
+
+
+@pytest.mark.req("OCPP-11")
+def test_remote_start_is_authorized_first_when_the_unit_is_told_to(ready):
+    rig = ready
+    set_mode(rig, "Manual")
+    rig.configure("AuthorizeRemoteTxRequests", "true")
+    plug_and_ask(rig)
+    rig.central.script("Authorize", reject())  # the central system says the card is Invalid
+    mark = rig.clock.now()
+    assert remote_start(rig, {"connectorId": 1, "idTag": BAD_TAG}) == "Accepted"
+    check_no_energy(rig, mark, "remote start of an idTag Authorize called Invalid")
+    asked = [m.payload.get("idTag") for m in sent_since(rig, "Authorize", mark)]
+    assert asked == [BAD_TAG], f"AuthorizeRemoteTxRequests true: Authorize.req for {asked}, expected [{BAD_TAG}]"
+    sent = rig.clock.now()
+    assert remote_start(rig, {"connectorId": 1, "idTag": GOOD_TAG}) == "Accepted"
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=sent)
+    authorized = [m for m in sent_since(rig, "Authorize", sent) if m.payload.get("idTag") == GOOD_TAG]
+    assert authorized and authorized[0].time <= start.time, "StartTransaction without Authorize.req first"
+    assert start.payload["idTag"] == GOOD_TAG, start.payload
+
+
+@pytest.mark.req("OCPP-12")
+def test_an_idtag_refused_at_start_stops_the_transaction(ready):
+    rig = ready
+    rig.central.script("StartTransaction", reject())  # idTagInfo Invalid, with a transactionId
+    mark = rig.clock.now()
+    plug_and_ask(rig)
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s") + 5.0, after=mark)
+    tx = transaction_id(rig, start.time)
+    check_energy_off(rig, start.time, "energy off after StartTransaction.conf Invalid")
+    stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=start.time)
+    assert stop.payload["transactionId"] == tx and stop.payload.get("reason") == "DeAuthorized", stop.payload
+    later = rig.clock.now()
+    check_no_energy(rig, later, "after the DeAuthorized stop")
+
+
+@pytest.mark.req("OCPP-13")
+@pytest.mark.connector("socket")
+def test_unlock_on_a_socket_stops_the_transaction_first(charging):
+    rig = charging
+    tx = transaction_id(rig, sent_since(rig, "StartTransaction", 0.0)[-1].time)
+    mark = rig.clock.now()
+    status = rig.central.call("UnlockConnector", {"connectorId": 1}, cp_id=rig.cp_id)["status"]
+    assert status == "Unlocked", f"UnlockConnector on a socket variant: {status}"
+    check_energy_off(rig, mark, "energy off after UnlockConnector")
+    stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=mark)
+    assert stop.payload["transactionId"] == tx and stop.payload.get("reason") == "UnlockCommand", stop.payload
+
+
+@pytest.mark.req("OCPP-13")
+@pytest.mark.connector("tethered")
+def test_unlock_on_a_tethered_unit_is_not_supported_and_charging_goes_on(charging):
+    rig = charging
+    mark = rig.clock.now()
+    status = rig.central.call("UnlockConnector", {"connectorId": 1}, cp_id=rig.cp_id)["status"]
+    assert status == "NotSupported", f"UnlockConnector on a tethered cable (no lock): {status}"
+    rig.clock.sleep(rig.limit("cp.pause_open_max_s") + 1.0, "charging goes on")
+    assert not sent_since(rig, "StopTransaction", mark), "a NotSupported unlock stopped the transaction"
+    assert first_sense_edge(rig, "sense_l1", False, mark) is None, "energy stopped after a NotSupported unlock"

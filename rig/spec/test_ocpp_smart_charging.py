@@ -1,0 +1,170 @@
+"""OCPP 1.6J Smart Charging, charge-point side, judged where it matters: the current the unit
+offers the vehicle on the control pilot (PWM duty, IEC 61851-1), measured after each change
+(OCPP-14..17). GetCompositeSchedule is checked against the same measurement, so a unit whose
+answer and behaviour disagree fails. The unit claims limits in amperes (profile [ocpp] profiles;
+ChargingScheduleAllowedChargingRateUnit = Current)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from rig.instruments import ocppj
+from rig.spec.steps import check_offered_duty, plug_and_ask, set_mode, transaction_id, unplug, wait_l1
+
+DAY_S = 24 * 3600
+
+
+def schedule_profile(pid: int, purpose: str, stack: int, periods: list[tuple[int, float]], kind: str = "Absolute",
+                     start: datetime | None = None, **extra) -> dict:
+    """A csChargingProfiles in amperes: periods are (startPeriod s, limit A)."""
+    schedule: dict = {"chargingRateUnit": "A",
+                      "chargingSchedulePeriod": [{"startPeriod": s, "limit": float(a)} for s, a in periods]}
+    if start is not None:
+        schedule["startSchedule"] = ocppj.iso_time(start)
+    return {"chargingProfileId": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
+            "chargingProfileKind": kind, "chargingSchedule": schedule, **extra}
+
+
+def set_profile(rig, connector: int, profile: dict) -> str:
+    payload = {"connectorId": connector, "csChargingProfiles": profile}
+    return rig.central.call("SetChargingProfile", payload, cp_id=rig.cp_id)["status"]
+
+
+def install(rig, connector: int, profile: dict) -> None:
+    status = set_profile(rig, connector, profile)
+    assert status == "Accepted", f"SetChargingProfile {profile['chargingProfilePurpose']} id " \
+                                 f"{profile['chargingProfileId']} on connector {connector}: {status}"
+
+
+def clear(rig, **which) -> str:
+    return rig.central.call("ClearChargingProfile", which, cp_id=rig.cp_id)["status"]
+
+
+def rated(rig) -> float:
+    return rig.profile["rated_current_a"]
+
+
+def offers_at(rig, when_s: float, amps: float, what: str) -> None:
+    """At clock time `when_s` plus ocpp.charging_profile_apply_max_s the pilot offers `amps`
+    (below 6 A: no PWM at all, IEC 61851-1: nothing may be offered)."""
+    rig.clock.sleep(max(0.0, when_s + rig.limit("ocpp.charging_profile_apply_max_s") - rig.clock.now()), what)
+    m = rig.pilot.measure_cp()
+    if amps < 6.0:
+        assert not m.pwm, f"{what}: a limit of {amps:g} A must stop the offer; the pilot offers {m.offered_current_a} A"
+        return
+    assert m.pwm, f"{what}: no PWM on the pilot, expected an offer of {amps:g} A"
+    check_offered_duty(rig, m, amps, f"({what})")
+
+
+def still_offers_before(rig, when_s: float, amps: float, what: str) -> None:
+    """Just before a period starts (one apply-time early), the previous limit still holds."""
+    rig.clock.sleep(max(0.0, when_s - rig.limit("ocpp.charging_profile_apply_max_s") - rig.clock.now()), what)
+    m = rig.pilot.measure_cp()
+    assert m.pwm, f"{what}: no PWM on the pilot, expected {amps:g} A still"
+    check_offered_duty(rig, m, amps, f"({what})")
+
+
+@pytest.fixture
+def no_profiles(rig):
+    """Charging profiles are non-volatile in the unit: none before the test, none left after it."""
+    clear(rig)
+    yield rig
+    if rig.central.connected(rig.cp_id):
+        clear(rig)
+
+
+@pytest.mark.req("OCPP-14")
+def test_the_offer_follows_each_period_of_the_schedule(charging, no_profiles):
+    rig = charging
+    periods = [(0, 16), (120, 10), (240, 20), (360, 0)]  # 0 A: the vehicle is to be paused
+    t0 = rig.clock.now()
+    install(rig, 0, schedule_profile(1, "TxDefaultProfile", 0, periods, start=rig.time.now()))
+    offers_at(rig, t0, 16, "first period")
+    for (_, before), (start, amps) in zip(periods, periods[1:]):
+        still_offers_before(rig, t0 + start, before, f"before the period from {start} s")
+        offers_at(rig, t0 + start, amps, f"the period from {start} s")
+    assert clear(rig, id=1) == "Accepted"
+    offers_at(rig, rig.clock.now(), rated(rig), "after ClearChargingProfile")
+
+
+@pytest.mark.req("OCPP-15")
+def test_stacking_purposes_and_the_composite_schedule(charging, no_profiles):
+    rig = charging
+    tx = transaction_id(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
+    mark = rig.clock.now()
+    install(rig, 1, schedule_profile(11, "TxDefaultProfile", 0, [(0, 20)]))
+    install(rig, 1, schedule_profile(12, "TxDefaultProfile", 1, [(0, 14)]))
+    offers_at(rig, mark, 14, "two TxDefaultProfiles: stackLevel 1 over 0")
+    mark = rig.clock.now()
+    install(rig, 1, schedule_profile(13, "TxProfile", 0, [(0, 24)], transactionId=tx))
+    offers_at(rig, mark, 24, "a TxProfile replaces the TxDefaultProfiles, also upward")
+    mark = rig.clock.now()
+    install(rig, 0, schedule_profile(14, "ChargePointMaxProfile", 0, [(0, 10)]))
+    offers_at(rig, mark, 10, "ChargePointMaxProfile 10 A caps the TxProfile's 24 A")
+    check_composite(rig, 10)
+    assert clear(rig, chargingProfilePurpose="ChargePointMaxProfile") == "Accepted"
+    offers_at(rig, rig.clock.now(), 24, "cap cleared")
+    assert clear(rig, id=999) == "Unknown", "ClearChargingProfile of an id the unit does not have"
+    wrong_tx = schedule_profile(15, "TxProfile", 2, [(0, 8)], transactionId=tx + 1000)
+    assert set_profile(rig, 1, wrong_tx) == "Rejected", "a TxProfile for a transaction the unit does not have"
+    cap_on_connector = schedule_profile(16, "ChargePointMaxProfile", 1, [(0, 8)])
+    assert set_profile(rig, 1, cap_on_connector) == "Rejected", "a ChargePointMaxProfile on connector 1 (only 0)"
+    offers_at(rig, rig.clock.now(), 24, "after the two Rejected profiles")
+
+
+def check_composite(rig, amps: float) -> None:
+    reply = rig.central.call("GetCompositeSchedule", {"connectorId": 1, "duration": 600, "chargingRateUnit": "A"},
+                             cp_id=rig.cp_id)
+    assert reply["status"] == "Accepted", f"GetCompositeSchedule: {reply}"
+    schedule = reply["chargingSchedule"]
+    first = schedule["chargingSchedulePeriod"][0]
+    assert schedule["chargingRateUnit"] == "A" and first["startPeriod"] == 0, schedule
+    assert abs(first["limit"] - amps) < 0.05, f"GetCompositeSchedule says {first['limit']} A now, the pilot offers {amps} A"
+
+
+@pytest.mark.req("OCPP-16")
+def test_a_daily_profile_recurs_and_an_expired_one_stops_limiting(charging, no_profiles):
+    rig = charging
+    t0, now = rig.clock.now(), rig.time.now()
+    daily = schedule_profile(21, "TxDefaultProfile", 0, [(0, 12)], kind="Recurring", start=now + timedelta(seconds=60),
+                             recurrencyKind="Daily")
+    daily["chargingSchedule"]["duration"] = 120
+    install(rig, 0, daily)
+    expiring = schedule_profile(22, "TxDefaultProfile", 5, [(0, 8)], validTo=ocppj.iso_time(now + timedelta(seconds=30)))
+    install(rig, 0, expiring)
+    offers_at(rig, t0, 8, "a valid stackLevel 5 profile")
+    offers_at(rig, t0 + 30, rated(rig), "its validTo passed (the daily one not yet begun)")
+    offers_at(rig, t0 + 60, 12, "the daily profile's window")
+    offers_at(rig, t0 + 180, rated(rig), "after the daily window")
+    still_offers_before(rig, t0 + DAY_S + 60, rated(rig), "the next day, before the window")
+    offers_at(rig, t0 + DAY_S + 60, 12, "the daily window, the next day")
+    offers_at(rig, t0 + DAY_S + 180, rated(rig), "after the next day's window")
+
+
+@pytest.mark.req("OCPP-17")
+def test_a_remote_start_profile_limits_its_transaction_and_ends_with_it(ready, no_profiles):
+    rig = ready
+    set_mode(rig, "Manual")
+    plug_and_ask(rig)
+    tx_profile = schedule_profile(31, "TxProfile", 0, [(0, 10)], kind="Relative")
+    sent = rig.clock.now()
+    reply = rig.central.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "RIG-OWNER",
+                                                        "chargingProfile": tx_profile}, cp_id=rig.cp_id)
+    assert reply["status"] == "Accepted", f"RemoteStartTransaction with a TxProfile: {reply}"
+    assert wait_l1(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0, poll_s=0.05) is not None, \
+        "no energy after the remote start"
+    offers_at(rig, sent, 10, "the remote start's TxProfile")
+    tx = transaction_id(rig, sent)
+    stop = rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)
+    assert stop["status"] == "Accepted", stop
+    rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=sent)
+    unplug(rig)
+    plug_and_ask(rig)
+    again = rig.clock.now()
+    assert rig.central.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "RIG-OWNER"},
+                            cp_id=rig.cp_id)["status"] == "Accepted"
+    assert wait_l1(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0, poll_s=0.05) is not None, \
+        "no energy after the second remote start"
+    offers_at(rig, again, rated(rig), "the next transaction, started without a profile")
