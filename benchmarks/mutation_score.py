@@ -42,7 +42,9 @@ GROUPS = {
 #: the emulated charger's decision code -> the requirement groups whose tests judge it
 TARGETS = {
     "charger_safety.py": ("rcd", "pen"),
-    "charger.py": ("cp", "led", "mtr", "ops"),  # the pilot state machine, LED choice, status reports
+    "charger.py": ("cp", "led", "mtr", "ops"),  # the pilot state machine, the offer, status reports (shown on the LED)
+    "charger_led.py": ("led",),  # LED choice
+    "charger_smart.py": ("ops",),  # charging profiles: OCPP-14..17
     "charger_modes.py": ("mode",),
     "charging_modes.py": ("mode",),
     "charger_ocpp.py": ("ops", "led", "pen"),  # boot and power-up: the rainbow (LED-01), PE closed again (PEN-05)
