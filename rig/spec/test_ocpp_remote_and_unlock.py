@@ -109,6 +109,11 @@ def test_unlock_on_a_socket_stops_the_transaction_first(charging):
     check_energy_off(rig, mark, "energy off after UnlockConnector")
     stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=mark)
     assert stop.payload["transactionId"] == tx and stop.payload.get("reason") == "UnlockCommand", stop.payload
+    # the bench senses no lock actuator: on a real bench the operator tries the plug (the OCA tool's
+    # manual step); the emulated rig answers for its emulated operator
+    released = rig.operator.yes_no("Pull the test plug out of the unit's socket and put it back: did the socket's "
+                                   "lock let it go?", emulated=True)
+    assert released, "UnlockConnector answered Unlocked, but the operator could not pull the test plug out"
 
 
 @pytest.mark.req("OCPP-13")
