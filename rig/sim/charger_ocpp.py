@@ -18,12 +18,15 @@ _RETRY_LATER = ("Timeout", "ConnectionClosed", "NotConnected")
 
 #: OCPP 1.6 9.1 standard keys of type boolean this firmware lets the central system change
 BOOLEAN_KEYS = ("AuthorizeRemoteTxRequests", "StopTransactionOnInvalidId")
+#: ... and of type integer (whole non-negative numbers)
+INTEGER_KEYS = ("MeterValueSampleInterval", "HeartbeatInterval", "TransactionMessageAttempts",
+                "TransactionMessageRetryInterval")
 
 
 def _valid_standard(key: str, value: str) -> bool:
     """OCPP 1.6 standard keys this firmware checks: intervals are whole non-negative seconds; the
     sampled measurands must be ones it can sample."""
-    if key in ("MeterValueSampleInterval", "HeartbeatInterval"):
+    if key in INTEGER_KEYS:
         return value.isdigit()
     if key in BOOLEAN_KEYS:
         return value.lower() in ("true", "false")
@@ -46,6 +49,7 @@ class QueuedMessage:
     action: str
     build: Callable[[], dict | None]  # the payload when sent (a StopTransaction learns its id late)
     on_result: Callable[[dict], None]
+    failed_attempts: int = 0  # answered with a CallError so far (OCPP 1.6 4.10)
 
 
 class ChargerOcpp:
@@ -247,10 +251,28 @@ class ChargerOcpp:
                 if code in _RETRY_LATER:
                     self.tx_in_flight = False  # kept: resent after the next accepted boot
                     return
-                self._tx_finished(head)
-                self._pump_tx()
+                self._tx_rejected(head)
 
         self.client.call(head.action, payload, done, on_error=failed)
+
+    def _tx_rejected(self, head: QueuedMessage) -> None:
+        """The central system answered a transaction message with a CallError (it failed to process
+        it). OCPP 1.6 4.10: try again after TransactionMessageRetryInterval x the failed attempts so
+        far, up to TransactionMessageAttempts tries in all, then discard it; later transaction
+        messages wait behind it, so their order holds."""
+        head.failed_attempts += 1
+        attempts = int(self.config.number("TransactionMessageAttempts", 3))
+        if self.defect == "tx-message-dropped-on-error" or head.failed_attempts >= attempts:
+            self._tx_finished(head)
+            self._pump_tx()
+            return
+        wait = self.config.number("TransactionMessageRetryInterval", 60) * head.failed_attempts
+
+        def retry() -> None:
+            self.tx_in_flight = False
+            self._pump_tx()
+
+        self._later("tx-retry", wait, retry)  # tx_in_flight stays set: nothing overtakes it
 
     def _tx_finished(self, head: QueuedMessage) -> None:
         self.tx_in_flight = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from rig.core.errors import ChargerFailure
+from rig.instruments.central_system import call_error
 from rig.instruments.central_system.messages import CentralSystemTimeout
 
 UNKNOWN_KEY = "PlugStreamRig.NoSuchKey"  # a key no charge point has
@@ -168,3 +169,26 @@ def test_meter_values_follow_the_sample_interval_and_zero_sends_none(charging):
     rig.clock.sleep(3 * 60.0)
     late = [m for m in rig.central.history(action="MeterValues", direction="in") if m.time > quiet]
     assert not late, f"{len(late)} sampled MeterValues with MeterValueSampleInterval 0 (OCPP: none)"
+
+
+@pytest.mark.req("OCPP-18")
+def test_a_transaction_message_the_central_system_failed_is_retried_with_growing_waits(charging):
+    rig = charging
+    tolerance = rig.limit("ocpp.transaction_retry_tolerance_s")
+    interval, attempts = 20, 3
+    rig.configure("TransactionMessageRetryInterval", str(interval))
+    rig.configure("TransactionMessageAttempts", str(attempts))
+    tx = running_transaction(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
+    for _ in range(attempts - 1):  # the last try is answered as usual
+        rig.central.script("StopTransaction", call_error("InternalError", "the central system's database is down"))
+    mark = rig.clock.now()
+    assert rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)["status"] == "Accepted"
+    rig.clock.sleep(interval * sum(range(attempts)) + 3 * tolerance + rig.limit("ocpp.status_report_max_s"))
+    tries = [m for m in rig.central.history(action="StopTransaction", direction="in") if m.time >= mark]
+    assert len(tries) == attempts, (f"{len(tries)} StopTransaction tries after {attempts - 1} CallErrors with "
+                                    f"TransactionMessageAttempts {attempts}, expected {attempts}")
+    assert all(t.payload == tries[0].payload for t in tries), "a retried StopTransaction changed its content"
+    gaps = [round(b.time - a.time, 1) for a, b in zip(tries, tries[1:])]
+    expected = [interval * n for n in range(1, attempts)]  # TransactionMessageRetryInterval x failed attempts
+    assert all(abs(g - e) <= tolerance for g, e in zip(gaps, expected)), f"retries after {gaps} s, expected {expected} s"
+
