@@ -59,7 +59,8 @@ class FirmwareUpdater:
         if new_version is None:
             self._notify("DownloadFailed")  # not a PlugStream image: nothing to install
             return
-        self._notify("Downloaded")
+        if self.c.defect != "fw-status-skips-downloaded":
+            self._notify("Downloaded")
         self.c._later("fw", T.FW_VERIFY_S, lambda: self._install(new_version))
 
     def _install(self, new_version: str) -> None:

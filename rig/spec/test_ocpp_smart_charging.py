@@ -112,6 +112,19 @@ def test_stacking_purposes_and_the_composite_schedule(charging, no_profiles):
     cap_on_connector = schedule_profile(16, "ChargePointMaxProfile", 1, [(0, 8)])
     assert set_profile(rig, 1, cap_on_connector) == "Rejected", "a ChargePointMaxProfile on connector 1 (only 0)"
     offers_at(rig, rig.clock.now(), 24, "after the two Rejected profiles")
+    check_stack_level_bounds(rig)
+
+
+def check_stack_level_bounds(rig) -> None:
+    """ChargeProfileMaxStackLevel as the unit reports it: that level is Accepted, one more Rejected."""
+    got = rig.central.call("GetConfiguration", {"key": ["ChargeProfileMaxStackLevel"]}, cp_id=rig.cp_id)
+    [key] = got.get("configurationKey") or [{"value": "missing"}]
+    assert key["value"].isdigit(), f"ChargeProfileMaxStackLevel {key['value']!r}: a Smart Charging unit reports it"
+    top = int(key["value"])
+    assert set_profile(rig, 1, schedule_profile(17, "TxDefaultProfile", top, [(0, 32)])) == "Accepted", \
+        f"a TxDefaultProfile at stackLevel {top}, the unit's ChargeProfileMaxStackLevel"
+    assert set_profile(rig, 1, schedule_profile(18, "TxDefaultProfile", top + 1, [(0, 32)])) == "Rejected", \
+        f"a TxDefaultProfile at stackLevel {top + 1}, above the unit's ChargeProfileMaxStackLevel {top}"
 
 
 def check_composite(rig, amps: float) -> None:

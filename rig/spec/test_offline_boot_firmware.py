@@ -207,6 +207,34 @@ def test_critical_firmware_update_purple_pauses_then_resumes(charging):
     expect_led(rig, "green_pulsing", "charging again after the update")
 
 
+@pytest.mark.req("OCPP-19")
+def test_firmware_status_notifications_come_in_order_and_a_bad_image_fails(ready):
+    rig = ready
+    budget = rig.limit("fw.update_max_s")
+    sent = rig.clock.now()
+    location = firmware_location(rig, NEW_FIRMWARE)
+    rig.central.call("UpdateFirmware", {"location": location, "retrieveDate": utc_iso(rig.time.now())}, cp_id=rig.cp_id)
+    new_version = expected_version(rig, location)
+    rig.central.wait_for("BootNotification", predicate=lambda p: p.get("firmwareVersion") == new_version,
+                         timeout=budget, after=sent)  # the restart with the new version ends the sequence
+    statuses = [m.payload["status"] for m in rig.central.history(action="FirmwareStatusNotification", direction="in")
+                if m.time >= sent]
+    assert statuses == ["Downloading", "Downloaded", "Installing", "Installed"], (
+        f"FirmwareStatusNotification sequence {statuses}; OCPP 1.6 7.25 FirmwareStatus: Downloading, Downloaded, "
+        f"Installing, Installed, each once, before the restart")
+    rig.await_ready()
+    mark = rig.central.mark()  # an index, not a time: the boot above may share this instant: the boot above may share this instant
+    bad = location.rsplit("/", 1)[0] + "/not-a-plugstream-image.txt"
+    rig.central.call("UpdateFirmware", {"location": bad, "retrieveDate": utc_iso(rig.time.now())}, cp_id=rig.cp_id)
+    fw_status(rig, "DownloadFailed", mark, budget)
+    rig.clock.sleep(rig.limit("ocpp.status_report_max_s"), "nothing installs after DownloadFailed")
+    after = [m.payload["status"] for m in rig.central.history(action="FirmwareStatusNotification", direction="in")
+             if m.index >= mark]
+    assert after == ["Downloading", "DownloadFailed"], f"an image that cannot be fetched: {after}"
+    assert not [m for m in rig.central.history(action="BootNotification", direction="in") if m.index >= mark], \
+        "the unit restarted after a failed download"
+
+
 # ----------------------------------------------------------------------------- OCPP-02
 @pytest.mark.req("OCPP-02")
 def test_session_messages_valid_and_meter_readings_match_the_meter(ready):
