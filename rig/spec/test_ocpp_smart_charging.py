@@ -113,6 +113,20 @@ def test_stacking_purposes_and_the_composite_schedule(charging, no_profiles):
     assert set_profile(rig, 1, cap_on_connector) == "Rejected", "a ChargePointMaxProfile on connector 1 (only 0)"
     offers_at(rig, rig.clock.now(), 24, "after the two Rejected profiles")
     check_stack_level_bounds(rig)
+    check_unclaimed_rate_unit_refused(rig)
+
+
+def check_unclaimed_rate_unit_refused(rig) -> None:
+    """A schedule in W from a unit that claims only Current (ChargingScheduleAllowedChargingRateUnit)
+    is Rejected, not applied as if it were amperes."""
+    got = rig.central.call("GetConfiguration", {"key": ["ChargingScheduleAllowedChargingRateUnit"]}, cp_id=rig.cp_id)
+    claimed = {u.strip() for k in got.get("configurationKey", []) for u in k["value"].split(",")}
+    assert "Current" in claimed, f"ChargingScheduleAllowedChargingRateUnit {sorted(claimed)}: the rig drives Current"
+    if "Power" in claimed:
+        return  # the unit claims W as well: nothing to refuse
+    in_watts = schedule_profile(19, "TxDefaultProfile", 3, [(0, 2000)])
+    in_watts["chargingSchedule"]["chargingRateUnit"] = "W"
+    assert set_profile(rig, 1, in_watts) == "Rejected", "a schedule in W, which the unit does not claim"
 
 
 def check_stack_level_bounds(rig) -> None:
