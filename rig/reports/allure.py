@@ -146,12 +146,13 @@ def environment(rig, options: dict) -> dict[str, str]:
 
 
 def unit_firmware(rig) -> str | None:
-    """The firmware the unit reported in its last BootNotification (no console round trip)."""
+    """The firmware the unit arrived with: its first BootNotification's (no console round trip; the
+    firmware tests install images of their own later in the run)."""
     central = raw(getattr(rig, "central", None))
     if central is None:
         return None
     boots = central.history(action="BootNotification", direction="in")
-    for message in reversed(boots):
+    for message in boots:
         payload = message.payload or {}
         if payload.get("firmwareVersion"):
             return str(payload["firmwareVersion"])

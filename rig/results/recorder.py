@@ -70,14 +70,19 @@ def printable_url(url: str) -> str:
 
 # ---------------------------------------------------------------------- every process
 def unit_identity(rig) -> dict:
-    """Who the unit says it is (its last BootNotification); the rig file's values until it has booted."""
+    """Who the unit says it is (its last BootNotification); the rig file's values until it has booted.
+    The firmware is the one it arrived with (its first BootNotification of the run): the firmware
+    tests install an image of their own, and the record, certificate and dossier name the firmware
+    that was judged, not the one a test left behind."""
     ident = {"serial": None, "model": None, "firmware": None, "vendor": None,
              "variant": rig.model_name, "rig_name": rig.rigfile.bench.name}
-    boots = rig.central.history(action="BootNotification", direction="in")
-    if boots and isinstance(boots[-1].payload, dict):
-        p = boots[-1].payload
+    boots = [m.payload for m in rig.central.history(action="BootNotification", direction="in")
+             if isinstance(m.payload, dict)]
+    if boots:
+        p = boots[-1]
+        arrived = next((b["firmwareVersion"] for b in boots if b.get("firmwareVersion")), None)
         ident.update(serial=p.get("chargePointSerialNumber"), model=p.get("chargePointModel"),
-                     firmware=p.get("firmwareVersion"), vendor=p.get("chargePointVendor"))
+                     firmware=arrived, vendor=p.get("chargePointVendor"))
     return ident
 
 

@@ -118,7 +118,7 @@ def test_unlock_on_a_socket_stops_the_transaction_first(charging):
 
 @pytest.mark.req("OCPP-13")
 @pytest.mark.connector("tethered")
-def test_unlock_on_a_tethered_unit_is_not_supported_and_charging_goes_on(charging):
+def test_unlock_on_a_tethered_unit_is_not_supported(charging):
     rig = charging
     mark = rig.clock.now()
     status = rig.central.call("UnlockConnector", {"connectorId": 1}, cp_id=rig.cp_id)["status"]

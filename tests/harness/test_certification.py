@@ -122,3 +122,15 @@ def test_standards_and_clauses_are_read_from_the_sources():
     assert standard_of("BS 7671:2018+A1:2020 722.411.4.1(iv)") == ("BS 7671:2018+A1:2020", "722.411.4.1(iv)")
     every = [rid for entries in sections(load_requirements()).values() for rid, _ in entries]
     assert set(every) == set(load_requirements())
+
+
+def test_the_front_page_names_the_firmware_the_unit_arrived_with(good_run):
+    """OCPP-19's test installs PS-FW 4.3.0 half-way through the run; the unit judged arrived with
+    the emulated unit's own firmware, and that is what the dossier and the record must name."""
+    from rig.sim.charger import FIRMWARE_VERSION
+
+    run_json = json.loads((good_run.reports / "run.json").read_text())
+    updated = [t for t in run_json["tests"] if "OCPP-19" in t["requirements"]]
+    assert updated and all(t["outcome"] == "passed" for t in updated), "the firmware update test did not run"
+    html = (good_run.reports / "certification" / "dossier.html").read_text()
+    assert f"<td>firmware</td><td>{escape(FIRMWARE_VERSION)}</td>" in html, re.findall(r"<td>firmware</td><td>[^<]*", html)
