@@ -120,10 +120,10 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering, ChargerLed):
                 "MeterValueSampleInterval": "60",
                 "MeterValuesSampledData": DEFAULT_SAMPLED,
                 "NumberOfConnectors": "1",
-                "StopTransactionOnEVSideDisconnect": "true",  # OCPP 1.6 9.1.29: the unit always stops at unplug
-                "AuthorizeRemoteTxRequests": "false",  # OCPP 1.6 9.1.1: a remote start needs no Authorize.req
-                "StopTransactionOnInvalidId": "true",  # OCPP 1.6 9.1.30: a rejected idTag ends the transaction
-                "TransactionMessageAttempts": "3",  # OCPP 1.6 9.1.33/34: tries of a transaction message the
+                "StopTransactionOnEVSideDisconnect": "true",  # OCPP 1.6 9.1: the unit always stops at unplug
+                "AuthorizeRemoteTxRequests": "false",  # OCPP 1.6 9.1: a remote start needs no Authorize.req
+                "StopTransactionOnInvalidId": "true",  # OCPP 1.6 9.1: a rejected idTag ends the transaction
+                "TransactionMessageAttempts": "3",  # OCPP 1.6 9.1: tries of a transaction message the
                 "TransactionMessageRetryInterval": "60",  # central system failed to process, and the wait
                 "ConnectorPhaseRotation": "RST" if self.model["phases"] == 3 else "R",
                 k["config_charging_mode"]: self.profile["charging"]["default_mode"],

@@ -49,7 +49,7 @@ class QueuedMessage:
     action: str
     build: Callable[[], dict | None]  # the payload when sent (a StopTransaction learns its id late)
     on_result: Callable[[dict], None]
-    failed_attempts: int = 0  # answered with a CallError so far (OCPP 1.6 4.10)
+    failed_attempts: int = 0  # answered with a CallError so far (OCPP 1.6 edition 2 3.7)
 
 
 class ChargerOcpp:
@@ -257,7 +257,7 @@ class ChargerOcpp:
 
     def _tx_rejected(self, head: QueuedMessage) -> None:
         """The central system answered a transaction message with a CallError (it failed to process
-        it). OCPP 1.6 4.10: try again after TransactionMessageRetryInterval x the failed attempts so
+        it). OCPP 1.6 (edition 2) 3.7: try again after TransactionMessageRetryInterval x the failed attempts so
         far, up to TransactionMessageAttempts tries in all, then discard it; later transaction
         messages wait behind it, so their order holds."""
         head.failed_attempts += 1
@@ -419,7 +419,7 @@ class ChargerOcpp:
         self._later("reconsider", 0.0, self._reconsider_offer)
 
     def _authorize_then_start(self, session, id_tag: str) -> None:
-        """AuthorizeRemoteTxRequests true (OCPP 1.6 9.1.1): a remote start is authorized like a local
+        """AuthorizeRemoteTxRequests true (OCPP 1.6 9.1): a remote start is authorized like a local
         one: Authorize.req first, and only an Accepted idTag starts the transaction."""
         def answered(reply: dict) -> None:
             with self.plant.lock:
@@ -433,7 +433,7 @@ class ChargerOcpp:
 
     def _start_answered(self, session, answer: dict) -> bool:
         """StartTransaction.conf with an idTag status other than Accepted and StopTransactionOnInvalidId
-        true (OCPP 1.6 9.1.30): the transaction is stopped at once, reason DeAuthorized. True if so."""
+        true (OCPP 1.6 9.1): the transaction is stopped at once, reason DeAuthorized. True if so."""
         status = (answer.get("idTagInfo") or {}).get("status", "Accepted")
         stop = self.config.values["StopTransactionOnInvalidId"].lower() == "true"
         if status == "Accepted" or not stop or session is not self.session or self.defect == "invalid-id-charges-on":

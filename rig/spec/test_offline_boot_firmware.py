@@ -220,7 +220,7 @@ def test_firmware_status_notifications_come_in_order_and_a_bad_image_fails(ready
     statuses = [m.payload["status"] for m in rig.central.history(action="FirmwareStatusNotification", direction="in")
                 if m.time >= sent]
     assert statuses == ["Downloading", "Downloaded", "Installing", "Installed"], (
-        f"FirmwareStatusNotification sequence {statuses}; OCPP 1.6 7.25 FirmwareStatus: Downloading, Downloaded, "
+        f"FirmwareStatusNotification sequence {statuses}; OCPP 1.6 FirmwareStatus: Downloading, Downloaded, "
         f"Installing, Installed, each once, before the restart")
     rig.await_ready()
     mark = rig.central.mark()  # an index, not a time: the boot above may share this instant: the boot above may share this instant
