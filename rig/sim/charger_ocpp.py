@@ -226,6 +226,8 @@ class ChargerOcpp:
     # ------------------------------------------------------------------ transaction messages
     def _send_tx(self, action: str, build: Callable[[], dict | None], on_result=None) -> None:
         """Start/StopTransaction: kept in order while the central system cannot hear them."""
+        if self.defect == "offline-queue-keeps-last" and action == "StartTransaction" and not self.online:
+            self.tx_queue.clear()  # the bug: one slot per connector, a new session overwrites the last
         self.tx_queue.append(QueuedMessage(action, build, on_result or (lambda _p: None)))
         self._pump_tx()
 

@@ -98,6 +98,50 @@ def test_offline_plug_and_charge_still_charges_and_reports_later(offline_capable
     assert lost < asked
 
 
+def offline_session(rig, charge_s: float) -> tuple[float, float]:
+    """One Plug & Charge session while the central system is away: (energy on, energy off) clock times."""
+    asked = plug_and_ask(rig)
+    closed = wait_l1(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0, poll_s=0.05)
+    assert closed is not None, f"offline session asked at {asked:.1f} s: no energy (OFF-01)"
+    rig.ev.follow_pwm()
+    rig.clock.sleep(charge_s, "charging offline")
+    rig.ev.stop_requesting()
+    opened = wait_l1(rig, False, rig.limit("cp.contactor_open_c_to_b_max_s") + 1.0, poll_s=0.05)
+    assert opened is not None, "offline: still live after the vehicle stopped asking"
+    unplug(rig)
+    return closed, opened
+
+
+@pytest.mark.req("OCPP-20")
+def test_two_offline_sessions_are_delivered_whole_and_in_order(offline_capable):
+    rig = offline_capable
+    set_mode(rig, "PlugAndCharge")
+    go_offline(rig)
+    sessions = [offline_session(rig, 120.0), offline_session(rig, 60.0)]
+    back = rig.clock.now()
+    come_back(rig)
+    rig.clock.wait_until(lambda: len(sent_after(rig, ("StartTransaction", "StopTransaction"), back)) >= 4,
+                         rig.limit("offline.reconnect_max_s"), poll=0.5, reason="queued transaction messages")
+    delivered = sent_after(rig, ("StartTransaction", "StopTransaction"), back)
+    assert [m.action for m in delivered] == ["StartTransaction", "StopTransaction"] * 2, (
+        f"after two offline sessions the unit delivered {[m.action for m in delivered]}, expected each session's "
+        f"StartTransaction then StopTransaction, oldest first")
+    tol = rig.limit("offline.timestamp_tolerance_s")
+    for (start, stop), (closed, opened) in zip(zip(delivered[::2], delivered[1::2]), sessions):
+        given = [m.payload.get("transactionId") for m in rig.central.history(action="StartTransaction", direction="out")
+                 if m.message_type == "CallResult" and m.unique_id == start.unique_id]
+        assert given and stop.payload["transactionId"] == given[0], (
+            f"StopTransaction {stop.payload} after a StartTransaction the central system numbered {given}")
+        for msg, clock_s in ((start, closed), (stop, opened)):
+            rig.check(f"queued {msg.action} timestamp vs when it happened",
+                      (parse_utc(msg.payload["timestamp"]) - served_time_at(rig, clock_s)).total_seconds(), "s",
+                      -tol, tol, f"OCPP-20; {rig.source_of('offline.timestamp_tolerance_s')}")
+
+
+def sent_after(rig, actions: tuple[str, ...], since_s: float) -> list:
+    return [m for m in rig.central.history(direction="in") if m.action in actions and m.time >= since_s]
+
+
 @pytest.mark.req("OFF-02", "LED-03")
 def test_offline_manual_cannot_start(offline_capable):
     rig = offline_capable
