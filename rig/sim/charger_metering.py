@@ -64,6 +64,8 @@ class ChargerMetering:
 
     def _meter_value(self) -> dict:
         wanted = self.config.values.get("MeterValuesSampledData", DEFAULT_SAMPLED)
+        if self.defect == "sampled-data-ignored":
+            wanted = DEFAULT_SAMPLED  # the bug: accepts the key, always samples the energy register only
         sampled = []
         for measurand in (m.strip() for m in wanted.split(",")):
             if measurand == "Energy.Active.Import.Register":

@@ -192,3 +192,29 @@ def test_a_transaction_message_the_central_system_failed_is_retried_with_growing
     expected = [interval * n for n in range(1, attempts)]  # TransactionMessageRetryInterval x failed attempts
     assert all(abs(g - e) <= tolerance for g, e in zip(gaps, expected)), f"retries after {gaps} s, expected {expected} s"
 
+
+@pytest.mark.req("OCPP-21")
+def test_sampled_meter_values_carry_exactly_the_configured_measurands(charging):
+    rig = charging
+    wanted = {"Energy.Active.Import.Register": "Wh", "Current.Import": "A"}  # OCPP 1.6 7 (UnitOfMeasure)
+    assert change(rig, "MeterValuesSampledData", "Energy.Active.Import.Register,NoSuch.Measurand") == "Rejected", \
+        "MeterValuesSampledData with a measurand that does not exist"
+    rig.configure("MeterValuesSampledData", ",".join(wanted))
+    interval = 10
+    rig.configure("MeterValueSampleInterval", str(interval))
+    rig.clock.sleep(60.0 + rig.limit("ocpp.meter_values_interval_tolerance_s"), "the old interval runs out")
+    mark = rig.clock.now()
+    rig.clock.sleep(3 * interval + rig.limit("ocpp.meter_values_interval_tolerance_s"), "sampled MeterValues")
+    sampled = [m for m in rig.central.history(action="MeterValues", direction="in") if m.time > mark]
+    assert len(sampled) >= 3, f"{len(sampled)} MeterValues in {3 * interval} s at MeterValueSampleInterval {interval}"
+    amps = sum(rig.meter.currents()[: rig.profile["phases"]]) / rig.profile["phases"]
+    for m in sampled:
+        [value] = m.payload["meterValue"]
+        got = {v.get("measurand", "Energy.Active.Import.Register"): v for v in value["sampledValue"]}
+        assert sorted(got) == sorted(wanted) and len(value["sampledValue"]) == len(wanted), (
+            f"sampled measurands {[v.get('measurand') for v in value['sampledValue']]}, configured {list(wanted)}")
+        assert all(got[k].get("unit", "Wh") == unit for k, unit in wanted.items()), value["sampledValue"]
+        rig.check("Current.Import in MeterValues vs the reference meter (phase average)",
+                  float(got["Current.Import"]["value"]), "A", amps - rig.limit("mtr.current_tolerance_a"),
+                  amps + rig.limit("mtr.current_tolerance_a"), f"OCPP-21; {rig.source_of('mtr.current_tolerance_a')}")
+
