@@ -103,6 +103,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering, ChargerLed):
         self.pen = PenProtection(self)
         # non-volatile: survive power cycles
         self.locked = False  # ChangeAvailability Inoperative on connector 0
+        self.lock_scheduled = False  # Inoperative asked during a transaction, for when it ends
         self.rtc_offset = timedelta(0)  # battery-backed real-time clock, relative to the bench calendar
         self.tx_queue: deque[QueuedMessage] = deque()
         self.tx_in_flight = False
@@ -270,7 +271,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering, ChargerLed):
             self._stop_transaction("Local" if self.defect == "unplug-stop-reason-local" else "EVDisconnected")
         self.session = None
         self.modes.session_ended()
-        self.smart.transaction_ended()  # also a TxProfile whose transaction never started
+        self._transaction_ended()  # also a TxProfile whose transaction never started
         self._clear_latched_on_unplug()
         self.finishing = True
         self._later("available", 0.5, self._finished)
@@ -419,7 +420,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering, ChargerLed):
             return
         s.stopped = True
         self._meter_values_stop()
-        self.smart.transaction_ended()
+        self._transaction_ended()
         if s.start_requested_sent:
             meter_stop = s.meter_start_wh if self.defect == "meterstop-missing-energy" else self.meter_wh()
             timestamp = iso(self.rtc_now())

@@ -472,11 +472,24 @@ class ChargerOcpp:
         return {"status": "Accepted"}
 
     def _ocpp_ChangeAvailability(self, payload: dict) -> dict:
-        if payload["connectorId"] not in (0, 1):
+        if payload["connectorId"] not in (0, 1) and self.defect != "availability-any-connector":
             return {"status": "Rejected"}
         locked = payload["type"] == "Inoperative"
+        s = self.session
+        running = s is not None and s.start_requested_sent and not s.stopped
+        if locked and running and self.profile["lock"]["during_transaction"] == "scheduled":
+            self.lock_scheduled = True  # OCPP 1.6 5.2: after the transaction
+            return {"status": "Scheduled"}
+        self.lock_scheduled = False
         self._later("lock", 0.0, lambda: self._set_locked(locked))
         return {"status": "Accepted"}
+
+    def _transaction_ended(self) -> None:
+        """A transaction ended (or a session that never started one): what waited for it happens now."""
+        self.smart.transaction_ended()
+        if self.lock_scheduled:
+            self.lock_scheduled = False
+            self._later("lock", 0.0, lambda: self._set_locked(True))
 
     def _ocpp_DataTransfer(self, payload: dict) -> dict:
         k = self.ocpp_keys

@@ -218,3 +218,42 @@ def test_sampled_meter_values_carry_exactly_the_configured_measurands(charging):
                   float(got["Current.Import"]["value"]), "A", amps - rig.limit("mtr.current_tolerance_a"),
                   amps + rig.limit("mtr.current_tolerance_a"), f"OCPP-21; {rig.source_of('mtr.current_tolerance_a')}")
 
+
+def availability(rig, connector: int, kind: str) -> str:
+    return rig.central.call("ChangeAvailability", {"connectorId": connector, "type": kind}, cp_id=rig.cp_id)["status"]
+
+
+def wait_status(rig, status: str, after: float) -> None:
+    rig.central.wait_for("StatusNotification", predicate=lambda p: p["status"] == status,
+                         timeout=rig.limit("ocpp.status_report_max_s"), after=after)
+
+
+@pytest.mark.req("OCPP-22")
+def test_change_availability_idle_and_during_a_transaction(ready):
+    rig = ready
+    lock = rig.profile["lock"]
+    assert availability(rig, 2, "Inoperative") == "Rejected", "ChangeAvailability for connector 2 (the unit has one)"
+    for kind, status in (("Inoperative", lock["locked_status"]), ("Operative", "Available")):
+        mark = rig.clock.now()
+        assert availability(rig, lock["connector_id"], kind) == "Accepted", f"ChangeAvailability {kind}, idle"
+        wait_status(rig, status, mark)
+    rig.ev.plug_in()
+    rig.clock.sleep(1.0)
+    rig.ev.request_power()
+    rig.ev.draw(16.0)
+    tx = running_transaction(rig, rig.clock.now() - 1.0)
+    mark = rig.clock.now()
+    answer = availability(rig, lock["connector_id"], "Inoperative")
+    if lock["during_transaction"] == "stop":  # the manual's lock: energy off at once (timed by MODE-09)
+        assert answer == "Accepted", f"Inoperative during a transaction, profile says the lock stops it: {answer}"
+        wait_status(rig, lock["locked_status"], mark)
+        return
+    assert answer == "Scheduled", f"Inoperative during a transaction (OCPP 1.6 5.2): {answer}, expected Scheduled"
+    rig.clock.sleep(rig.limit("lock.stop_max_s") + 1.0, "the transaction runs on")
+    assert rig.pilot.sense().l1, "Scheduled, yet energy stopped before the transaction ended"
+    assert not [m for m in rig.central.history(action="StopTransaction", direction="in") if m.time >= mark], \
+        "Scheduled, yet the transaction was stopped"
+    stopped = rig.clock.now()
+    assert rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)["status"] == "Accepted"
+    wait_status(rig, lock["locked_status"], stopped)
+
