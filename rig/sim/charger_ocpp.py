@@ -443,6 +443,14 @@ class ChargerOcpp:
         self._stop_transaction("DeAuthorized")
         return True
 
+    def _ocpp_SendLocalList(self, payload: dict) -> dict:
+        """Not claimed: only the known-bad unit has this handler answer (otherwise NotImplemented)."""
+        from rig.sim.ocpp_client import CallErrorReply
+
+        if self.defect == "local-list-accepted-unsupported":
+            return {"status": "Accepted"}  # the bug: says yes, keeps nothing
+        return CallErrorReply("NotImplemented", "SendLocalList not supported")
+
     def _ocpp_SetChargingProfile(self, payload: dict) -> dict:
         return self.smart.set_profile(payload)
 

@@ -8,7 +8,7 @@ import pytest
 
 from rig.core.errors import ChargerFailure
 from rig.instruments.central_system import call_error
-from rig.instruments.central_system.messages import CentralSystemTimeout
+from rig.instruments.central_system.messages import CallErrorReceived, CentralSystemTimeout
 
 UNKNOWN_KEY = "PlugStreamRig.NoSuchKey"  # a key no charge point has
 
@@ -256,4 +256,26 @@ def test_change_availability_idle_and_during_a_transaction(ready):
     stopped = rig.clock.now()
     assert rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)["status"] == "Accepted"
     wait_status(rig, lock["locked_status"], stopped)
+
+
+#: a valid request of each message a unit may not claim (schema-valid OCPP 1.6)
+UNCLAIMED_REQUESTS = {
+    "GetDiagnostics": {"location": "ftp://rig.invalid/diagnostics/"},
+    "SendLocalList": {"listVersion": 1, "updateType": "Full", "localAuthorizationList": [{"idTag": "RIG-OWNER"}]},
+    "GetLocalListVersion": {},
+    "ReserveNow": {"connectorId": 1, "expiryDate": "2030-01-01T00:00:00Z", "idTag": "RIG-OWNER", "reservationId": 1},
+    "CancelReservation": {"reservationId": 1},
+}
+
+
+@pytest.mark.req("OCPP-23")
+def test_messages_of_unclaimed_profiles_are_not_implemented(ready):
+    rig = ready
+    for action in rig.profile["ocpp"]["not_implemented"]:
+        try:
+            reply = rig.central.call(action, UNCLAIMED_REQUESTS[action], cp_id=rig.cp_id)
+        except CallErrorReceived as err:
+            assert err.code == "NotImplemented", f"{action}: CallError {err.code}, expected NotImplemented"
+            continue
+        raise AssertionError(f"{action} answered {reply}: the unit does not claim its profile (NotImplemented)")
 
