@@ -126,7 +126,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering, ChargerLed):
                 "StopTransactionOnInvalidId": "true",  # OCPP 1.6 9.1: a rejected idTag ends the transaction
                 "TransactionMessageAttempts": "3",  # OCPP 1.6 9.1: tries of a transaction message the
                 "TransactionMessageRetryInterval": "60",  # central system failed to process, and the wait
-                "ConnectorPhaseRotation": "RST" if self.model["phases"] == 3 else "R",
+                "ConnectorPhaseRotation": self._phase_rotation(),
                 k["config_charging_mode"]: self.profile["charging"]["default_mode"],
                 k["config_current_limit"]: f"{self.model['rated_current_a']:g}",
                 k["config_site_limit"]: f"{self.model['rated_current_a']:g}",
@@ -140,6 +140,14 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering, ChargerLed):
         )
         cfg.values.update(SMART_KEYS)
         return cfg
+
+    def _phase_rotation(self) -> str:
+        """OCPP 1.6 9.1 ConnectorPhaseRotation: '<connectorId>.<rotation>' per connector (0: the unit's
+        grid connection); a single-phase unit's is NotApplicable."""
+        rotation = "RST" if self.model["phases"] == 3 else "NotApplicable"
+        if self.defect == "phase-rotation-without-connector":
+            return "RST" if self.model["phases"] == 3 else "R"  # the bug: no connector id, "R" is no value
+        return f"0.{rotation},1.{rotation}"
 
     @property
     def mode(self) -> str:

@@ -48,6 +48,24 @@ def test_get_configuration_names_known_and_unknown_keys(ready):
     everything = {k["key"] for k in get(rig, None)["configurationKey"]}
     assert {"HeartbeatInterval", "MeterValueSampleInterval", *readonly} <= everything
     assert "unknownKey" not in get(rig, None) or not get(rig, None)["unknownKey"]
+    check_phase_rotation(rig)
+
+
+ROTATIONS = {"NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR"}  # OCPP 1.6 9.1
+
+
+def check_phase_rotation(rig) -> None:
+    """ConnectorPhaseRotation: '<connectorId>.<rotation>' entries (OCPP 1.6 9.1), connector 1 among
+    them; a three-phase unit reports a rotation, a single-phase one NotApplicable."""
+    [key] = get(rig, ["ConnectorPhaseRotation"])["configurationKey"]
+    entries = dict(item.strip().split(".", 1) if "." in item else ("?", item.strip()) for item in key["value"].split(","))
+    assert "?" not in entries and set(entries.values()) <= ROTATIONS, (
+        f"ConnectorPhaseRotation {key['value']!r}: entries must read <connectorId>.<one of {sorted(ROTATIONS)}>")
+    assert "1" in entries, f"ConnectorPhaseRotation {key['value']!r} has no entry for connector 1"
+    three_phase = rig.profile["phases"] == 3
+    expected = ROTATIONS - {"NotApplicable", "Unknown"} if three_phase else {"NotApplicable"}
+    assert entries["1"] in expected, (f"ConnectorPhaseRotation of connector 1 is {entries['1']} on a "
+                                      f"{rig.profile['phases']}-phase unit; expected one of {sorted(expected)}")
 
 
 @pytest.mark.req("OCPP-05")

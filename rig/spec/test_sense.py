@@ -149,7 +149,15 @@ def test_target_out_of_reach_charges_every_candidate(ready, slots_after_ready_by
 
 @pytest.mark.req("MODE-06")
 @pytest.mark.parametrize("data", ['{"slots": [{"start": "yesterday", "price": 5}]}', "not json",
-                                  '{"slots": [{"start": "2026-01-12T18:00:00Z"}]}'])
+                                  '{"slots": [{"start": "2026-01-12T18:00:00Z"}]}',
+                                  # a price that is not a number, and slots off the half-hour grid
+                                  # (profile [sense] slot_s): found by mutation, each once accepted
+                                  '{"slots": [{"start": "2026-01-12T18:00:00Z", "price": true}]}',
+                                  '{"slots": [{"start": "2026-01-12T18:00:00Z", "price": NaN}]}',
+                                  '{"slots": [{"start": "2026-01-12T18:00:30Z", "price": 5}]}',
+                                  '{"slots": [{"start": "2026-01-12T18:15:00Z", "price": 5}]}'],
+                         ids=["start-not-a-time", "not-json", "no-price", "price-true", "price-nan",
+                              "start-18:00:30", "start-18:15"])
 def test_malformed_tariff_rejected(ready, data):
     rig = ready
     prepare(rig)

@@ -401,3 +401,27 @@ def test_owner_peak_hours_ending_off_the_hour_are_followed_to_the_minute(ready):
     rig.configure(rig.profile["ocpp"]["config_peak_hours"], "08:15-10:45")
     rig.set_time(uk_time(*MONDAY, 9, 0))
     check_waits_for(rig, uk_time(*MONDAY, 10, 45), "owner's peak 08:15-10:45, Monday 09:00")
+
+
+@pytest.mark.req("MODE-03")
+def test_owner_peak_hours_starting_off_the_hour_stop_charging_from_their_start(ready):
+    """Peak hours that start at 16:10 stop a charging vehicle from 16:10 (+ a fresh delay), not at
+    the next whole hour: a surviving mutant computed the start edge an hour early, found itself
+    not yet in the peak and slept to the hourly wake-up at 17:00."""
+    rig = ready
+    set_mode(rig, "UKSmart")
+    rig.configure(rig.profile["ocpp"]["config_peak_hours"], "16:10-21:50")
+    rig.set_time(uk_time(*MONDAY, 15, 30))
+    plug_and_ask(rig)
+    assert wait_l1(rig, True, start_timeout_s(rig, top_s(rig)), poll_s=LONG_POLL_S) is not None, "no energy at 15:30"
+    rig.ev.follow_pwm()
+    peak = clock_at(rig, uk_time(*MONDAY, 16, 10))
+    rig.clock.sleep(peak - rig.clock.now() - 1.0, "charging until the owner's peak")
+    assert rig.pilot.sense().l1, "charging stopped before the 16:10 peak"
+    stop_allow = top_s(rig) + rig.limit("mode.window_stop_max_s")
+    opened = wait_l1(rig, False, stop_allow + 1.0, poll_s=LONG_POLL_S)
+    rig.check("energy off after the owner's peak start at 16:10", None if opened is None else opened - peak, "s",
+              0.0, stop_allow, f"MODE-03 owner's peak hours; {rig.source_of('mode.random_delay_max_s')} + "
+              f"{rig.source_of('mode.window_stop_max_s')}", resolution=rig.pilot.resolution_s)
+    unplug(rig)
+
