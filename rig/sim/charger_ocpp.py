@@ -443,6 +443,16 @@ class ChargerOcpp:
         self._stop_transaction("DeAuthorized")
         return True
 
+    def _ocpp_ClearCache(self, payload: dict) -> dict:
+        """Core (OCPP 1.6 5.4). The unit keeps no authorization cache (no local id reader: starts are
+        Plug & Charge or remote, and a remote start is authorized online), so there is nothing it
+        could clear: Rejected, and it reports no AuthorizationCacheEnabled key."""
+        if self.defect == "clearcache-not-implemented":
+            from rig.sim.ocpp_client import CallErrorReply
+
+            return CallErrorReply("NotImplemented", "ClearCache not supported")  # the bug: a Core message missing
+        return {"status": "Rejected"}
+
     def _ocpp_SendLocalList(self, payload: dict) -> dict:
         """Not claimed: only the known-bad unit has this handler answer (otherwise NotImplemented)."""
         from rig.sim.ocpp_client import CallErrorReply

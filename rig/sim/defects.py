@@ -112,6 +112,8 @@ CATALOGUE: dict[str, Defect] = {
                "authorization list (the profile it does not claim)", ("OCPP-23",)),
         Defect("phase-rotation-without-connector", "reports ConnectorPhaseRotation as 'RST' (or 'R') without the "
                "connector id OCPP's format requires", ("OCPP-04",)),
+        Defect("clearcache-not-implemented", "answers ClearCache, a Core message, with CallError NotImplemented",
+               ("OCPP-24",)),
         Defect("pending-sends-status", "sends StatusNotification while its BootNotification is Pending", ("BOOT-02",)),
         Defect("purple-stuck", "purple never clears after a firmware update and charging never resumes", ("FW-01", "LED-04")),
         Defect("meterstop-missing-energy", "StopTransaction.meterStop repeats meterStart (the energy is lost)", ("OCPP-02",)),

@@ -297,3 +297,16 @@ def test_messages_of_unclaimed_profiles_are_not_implemented(ready):
             continue
         raise AssertionError(f"{action} answered {reply}: the unit does not claim its profile (NotImplemented)")
 
+
+@pytest.mark.req("OCPP-24")
+def test_clear_cache_is_answered_as_core_requires(ready):
+    rig = ready
+    cache = get(rig, ["AuthorizationCacheEnabled"]).get("configurationKey") or []
+    enabled = bool(cache) and cache[0]["value"].lower() == "true"
+    try:
+        status = rig.central.call("ClearCache", {}, cp_id=rig.cp_id)["status"]
+    except CallErrorReceived as err:
+        raise AssertionError(f"ClearCache, a Core message, answered CallError {err.code}") from err
+    allowed = {"Accepted"} if enabled else {"Accepted", "Rejected"}
+    assert status in allowed, f"ClearCache {status} with AuthorizationCacheEnabled {'true' if enabled else 'absent/false'}"
+

@@ -30,7 +30,7 @@ ID_COUNTS = {"LED": 12, "CP": 10, "PP": 3, "MTR": 5, "RCD": 6, "PEN": 7, "MODE":
 MARKDOWN_IDS = [f"{prefix}-{n:02d}" for prefix, count in ID_COUNTS.items() for n in range(1, count + 1)]
 #: the project's own additions, after REQUIREMENTS.md's of the same group: OCPP 1.6J conformance (issue 16)
 ADDED_IDS = {"OCPP-02": ["OCPP-03", "OCPP-04", "OCPP-05", "OCPP-06", "OCPP-07", "OCPP-08", "OCPP-09", "OCPP-10",
-                        "OCPP-11", "OCPP-12", "OCPP-13", "OCPP-14", "OCPP-15", "OCPP-16", "OCPP-17", "OCPP-18", "OCPP-19", "OCPP-20", "OCPP-21", "OCPP-22", "OCPP-23"]}
+                        "OCPP-11", "OCPP-12", "OCPP-13", "OCPP-14", "OCPP-15", "OCPP-16", "OCPP-17", "OCPP-18", "OCPP-19", "OCPP-20", "OCPP-21", "OCPP-22", "OCPP-23", "OCPP-24"]}
 SHIPPED_IDS = [rid for md in MARKDOWN_IDS for rid in [md, *ADDED_IDS.get(md, [])]]
 NOT_M1 = {"MTR-04", "MTR-05", "PEN-07", "MODE-07", "FW-02", "NET-01", "NET-02", "NET-03", "NET-04",
           "SEC-01", "SEC-02", *(rid for added in ADDED_IDS.values() for rid in added)}
