@@ -92,6 +92,28 @@ def test_a_contactor_too_slow_only_in_real_time_fails_its_requirement(tmp_path):
     assert failed and all("CP-04" in t["requirements"] for t in failed)
 
 
+def test_ocpp_conformance_cases_in_real_time_against_the_device(tmp_path):
+    """A few OCPP conformance cases (configuration, DeAuthorized, unclaimed profiles, ClearCache) over
+    real sockets in real time, the unit in another process; and the known-bad unit that charges on
+    after an Invalid idTag fails exactly OCPP-12 there too."""
+    ids = "OCPP-03,OCPP-04,OCPP-12,OCPP-23,OCPP-24"
+    args = ["rig/spec", "-p", "no:randomly", "--prompts", "emulated", "--req"]
+    for defect, expected in ((None, set()), ("invalid-id-charges-on", {"OCPP-12"})):
+        where = tmp_path / (defect or "good")
+        where.mkdir()
+        dev = DeviceProcess(where, *(("--defect", defect) if defect else ())).start()
+        try:
+            run = run_harness([*args, ids, "--rig", str(dev.rig_file)], where)
+        finally:
+            dev.stop()
+        tests = run.json("run.json")["tests"]
+        assert {r for t in tests for r in t["requirements"]} == set(ids.split(",")), run.output[-2000:]
+        failed = {r for t in tests if t["outcome"] == "failed" for r in t["requirements"]}
+        assert failed == expected, (defect, [(t["nodeid"], t["outcome"]) for t in tests], run.output[-2000:])
+        assert all(t["outcome"] in ("passed", "failed") for t in tests), [(t["nodeid"], t["outcome"]) for t in tests]
+        assert run.json("run.json")["rig"]["bench"] == "real"
+
+
 def test_a_device_killed_mid_test_is_a_rig_fault_naming_the_instrument(tmp_path):
     dev = DeviceProcess(tmp_path).start()
     reports = tmp_path / "reports"
