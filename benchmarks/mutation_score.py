@@ -48,6 +48,8 @@ TARGETS = {
     "charger_modes.py": ("mode",),
     "charging_modes.py": ("mode",),
     "charger_ocpp.py": ("ops", "led", "pen"),  # boot and power-up: the rainbow (LED-01), PE closed again (PEN-05)
+    "charger_operations.py": ("ops", "mode"),  # what the central system asks; ChangeConfiguration of mode keys
+    "charger_config.py": ("ops", "mode"),  # factory configuration: OCPP keys, the random delay default maximum
     "charger_firmware.py": ("ops",),
     "firmware_timing.py": ("ops", "pen", "rcd"),
     "charger_network.py": ("ops",),  # resolver order, time source, certificate and signature checks

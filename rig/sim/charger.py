@@ -13,19 +13,21 @@ or OCPP handlers (the bench loop thread), always under `plant.lock`.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rig.product import cp as cpmath
 from rig.core.clock import DEFAULT_EPOCH, VirtualClock
 from rig.sim import charging_modes as M
 from rig.sim import firmware_timing as T
+from rig.sim.charger_config import factory_config
 from rig.sim.charger_firmware import FirmwareUpdater
 from rig.sim.charger_led import ChargerLed
 from rig.sim.charger_modes import ModeController
-from rig.sim.charger_metering import DEFAULT_SAMPLED, ChargerMetering
+from rig.sim.charger_metering import ChargerMetering
 from rig.sim.charger_ocpp import ChargerOcpp, QueuedMessage, iso
-from rig.sim.charger_smart import SMART_KEYS, SmartCharging
+from rig.sim.charger_operations import ChargerOperations
+from rig.sim.charger_smart import SmartCharging
 from rig.sim.charger_safety import PenProtection, ResidualCurrentDetector
 from rig.sim.defects import Defect
 from rig.sim.plant import Generator, Plant
@@ -50,21 +52,7 @@ class Session:
     meter_start_wh: int = 0  # StartTransaction.meterStart
 
 
-@dataclass
-class Config:
-    """The unit's OCPP configuration store (standard and vendor keys of the product profile)."""
-
-    values: dict[str, str] = field(default_factory=dict)
-    readonly: set[str] = field(default_factory=set)
-
-    def number(self, key: str, default: float) -> float:
-        try:
-            return float(self.values.get(key, default))
-        except ValueError:
-            return default
-
-
-class EmulatedCharger(ChargerOcpp, ChargerMetering, ChargerLed):
+class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLed):
     def __init__(
         self,
         plant: Plant,
@@ -79,7 +67,7 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering, ChargerLed):
         self.model, self.profile, self.serial = model, profile, serial
         self.defect = defect.name if defect else None
         self.ocpp_keys = profile["ocpp"]
-        self.config = self._factory_config()
+        self.config = factory_config(model, profile, self.defect)
         self.central_url: str | None = None
         self.client = None  # rig.sim.ocpp_client.OcppClient, made on first connect
         # firmware state
@@ -111,43 +99,6 @@ class EmulatedCharger(ChargerOcpp, ChargerMetering, ChargerLed):
         self.smart = SmartCharging(self)  # installed charging profiles: non-volatile (OCPP 1.6 3.13)
         self.firmware = FirmwareUpdater(self, FIRMWARE_VERSION)
         plant.subscribe(self._on_plant_change)
-
-    # ------------------------------------------------------------------ configuration
-    def _factory_config(self) -> Config:
-        k = self.ocpp_keys
-        cfg = Config(
-            {
-                "HeartbeatInterval": "0",
-                "MeterValueSampleInterval": "60",
-                "MeterValuesSampledData": DEFAULT_SAMPLED,
-                "NumberOfConnectors": "1",
-                "StopTransactionOnEVSideDisconnect": "true",  # OCPP 1.6 9.1: the unit always stops at unplug
-                "AuthorizeRemoteTxRequests": "false",  # OCPP 1.6 9.1: a remote start needs no Authorize.req
-                "StopTransactionOnInvalidId": "true",  # OCPP 1.6 9.1: a rejected idTag ends the transaction
-                "TransactionMessageAttempts": "3",  # OCPP 1.6 9.1: tries of a transaction message the
-                "TransactionMessageRetryInterval": "60",  # central system failed to process, and the wait
-                "ConnectorPhaseRotation": self._phase_rotation(),
-                k["config_charging_mode"]: self.profile["charging"]["default_mode"],
-                k["config_current_limit"]: f"{self.model['rated_current_a']:g}",
-                k["config_site_limit"]: f"{self.model['rated_current_a']:g}",
-                k["config_random_delay_max"]: str(
-                1800 if self.defect == "delay-default-1800" else self.profile["charging"]["random_delay_max_s"]
-            ),
-                k["config_peak_hours"]: self.profile["charging"]["peak_hours"],
-                k["config_schedule_windows"]: self.profile["charging"]["schedule_windows"],
-            },
-            readonly={"NumberOfConnectors", "ConnectorPhaseRotation", "StopTransactionOnEVSideDisconnect", *SMART_KEYS},
-        )
-        cfg.values.update(SMART_KEYS)
-        return cfg
-
-    def _phase_rotation(self) -> str:
-        """OCPP 1.6 9.1 ConnectorPhaseRotation: '<connectorId>.<rotation>' per connector (0: the unit's
-        grid connection); a single-phase unit's is NotApplicable."""
-        rotation = "RST" if self.model["phases"] == 3 else "NotApplicable"
-        if self.defect == "phase-rotation-without-connector":
-            return "RST" if self.model["phases"] == 3 else "R"  # the bug: no connector id, "R" is no value
-        return f"0.{rotation},1.{rotation}"
 
     @property
     def mode(self) -> str:
