@@ -353,7 +353,20 @@ def applied(rig, stimulus) -> float:
 def transaction_id(rig, after_s: float) -> int:
     """The transactionId the central system gave the unit's StartTransaction (sent at or after `after_s`)."""
     start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=after_s)
+    return transaction_id_of(rig, start)
+
+
+def transaction_id_of(rig, start) -> int:
+    """The transactionId in the central system's answer to this StartTransaction message (matched by
+    its unique id: several queued starts can share one clock instant)."""
     answers = [m for m in rig.central.history(action="StartTransaction", direction="out")
                if m.message_type == "CallResult" and m.unique_id == start.unique_id]
-    assert answers, "no answer to the unit's StartTransaction in the history"
+    assert answers and "transactionId" in (answers[0].payload or {}), \
+        f"no StartTransaction.conf with a transactionId for {start.unique_id}"
     return answers[0].payload["transactionId"]
+
+
+def sent_since(rig, actions: str | tuple[str, ...], since_s: float) -> list:
+    """What the unit sent of `actions` at or after clock time `since_s`, in order."""
+    wanted = (actions,) if isinstance(actions, str) else actions
+    return [m for m in rig.central.history(direction="in") if m.action in wanted and m.time >= since_s]

@@ -9,6 +9,7 @@ import pytest
 from rig.core.errors import ChargerFailure
 from rig.instruments.central_system import call_error
 from rig.instruments.central_system.messages import CallErrorReceived, CentralSystemTimeout
+from rig.spec.steps import transaction_id
 
 UNKNOWN_KEY = "PlugStreamRig.NoSuchKey"  # a key no charge point has
 
@@ -121,16 +122,6 @@ def test_reset_during_a_transaction_stops_it_first(charging, kind):
     rig.await_ready()
 
 
-def running_transaction(rig, since: float) -> int:
-    """The id the rig's central system gave the transaction started since `since`."""
-    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=since)
-    replies = [m for m in rig.central.history(action="StartTransaction", direction="out")
-               if m.message_type == "CallResult" and m.unique_id == start.unique_id]
-    if not replies or "transactionId" not in (replies[0].payload or {}):
-        raise AssertionError(f"no StartTransaction.conf with a transactionId for {start.unique_id}")
-    return replies[0].payload["transactionId"]
-
-
 @pytest.mark.req("OCPP-08")
 def test_unplugging_stops_the_transaction_as_ev_disconnected(ready):
     rig = ready
@@ -141,7 +132,7 @@ def test_unplugging_stops_the_transaction_as_ev_disconnected(ready):
     rig.clock.sleep(1.0)
     rig.ev.request_power()
     rig.ev.draw(16.0)
-    running_transaction(rig, mark)
+    transaction_id(rig, mark)
     rig.clock.sleep(2.0)
     unplugged = rig.clock.now()
     rig.ev.unplug()
@@ -150,10 +141,10 @@ def test_unplugging_stops_the_transaction_as_ev_disconnected(ready):
 
 
 @pytest.mark.req("OCPP-09")
-def test_remote_stop_stops_only_the_running_transaction(charging):
+def test_remote_stop_stops_only_the_transaction_id(charging):
     rig = charging
     starts = rig.central.history(action="StartTransaction", direction="in")
-    tx = running_transaction(rig, starts[-1].time)  # the charging fixture's
+    tx = transaction_id(rig, starts[-1].time)  # the charging fixture's
     mark = rig.clock.now()
     other = rig.central.call("RemoteStopTransaction", {"transactionId": tx + 1000}, cp_id=rig.cp_id)
     assert other["status"] == "Rejected", f"RemoteStop of a transaction the unit does not have: {other}"
@@ -169,7 +160,7 @@ def test_remote_stop_stops_only_the_running_transaction(charging):
 def test_meter_values_follow_the_sample_interval_and_zero_sends_none(charging):
     rig = charging
     tolerance = rig.limit("ocpp.meter_values_interval_tolerance_s")
-    tx = running_transaction(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
+    tx = transaction_id(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
     interval = 30
     rig.configure("MeterValueSampleInterval", str(interval))
     rig.clock.sleep(interval + tolerance)  # the interval in force when the change came runs out first
@@ -196,7 +187,7 @@ def test_a_transaction_message_the_central_system_failed_is_retried_with_growing
     interval, attempts = 20, 3
     rig.configure("TransactionMessageRetryInterval", str(interval))
     rig.configure("TransactionMessageAttempts", str(attempts))
-    tx = running_transaction(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
+    tx = transaction_id(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
     for _ in range(attempts - 1):  # the last try is answered as usual
         rig.central.script("StopTransaction", call_error("InternalError", "the central system's database is down"))
     mark = rig.clock.now()
@@ -259,7 +250,7 @@ def test_change_availability_idle_and_during_a_transaction(ready):
     rig.clock.sleep(1.0)
     rig.ev.request_power()
     rig.ev.draw(16.0)
-    tx = running_transaction(rig, rig.clock.now() - 1.0)
+    tx = transaction_id(rig, rig.clock.now() - 1.0)
     mark = rig.clock.now()
     answer = availability(rig, lock["connector_id"], "Inoperative")
     if lock["during_transaction"] == "stop":  # the manual's lock: energy off at once (timed by MODE-09)

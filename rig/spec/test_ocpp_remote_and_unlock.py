@@ -9,18 +9,14 @@ from __future__ import annotations
 import pytest
 
 from rig.instruments.central_system import reject
-from rig.spec.steps import (first_sense_edge, l1_intervals, no_close_watch_s, plug_and_ask, set_mode, transaction_id,
-                            wait_l1)
+from rig.spec.steps import (first_sense_edge, l1_intervals, no_close_watch_s, plug_and_ask, sent_since, set_mode,
+                            transaction_id, wait_l1)
 
 GOOD_TAG, BAD_TAG = "RIG-OWNER", "RIG-STOLEN-CARD"
 
 
 def remote_start(rig, payload: dict) -> str:
     return rig.central.call("RemoteStartTransaction", payload, cp_id=rig.cp_id)["status"]
-
-
-def sent_since(rig, action: str, since_s: float) -> list:
-    return [m for m in rig.central.history(action=action, direction="in") if m.time >= since_s]
 
 
 def check_no_energy(rig, since_s: float, what: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from rig.instruments.central_system import pending, reject
 from rig.spec.sense_reference import parse_utc, utc_iso
 from rig.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, plug_and_ask,
-                              set_mode, unplug, wait_l1)
+                              sent_since, set_mode, transaction_id_of, unplug, wait_l1)
 
 NEW_FIRMWARE = "PS-FW 4.3.0"
 BOOT_RETRY_S = 40  # the interval the central system gives with Pending / Rejected
@@ -120,26 +120,21 @@ def test_two_offline_sessions_are_delivered_whole_and_in_order(offline_capable):
     sessions = [offline_session(rig, 120.0), offline_session(rig, 60.0)]
     back = rig.clock.now()
     come_back(rig)
-    rig.clock.wait_until(lambda: len(sent_after(rig, ("StartTransaction", "StopTransaction"), back)) >= 4,
+    rig.clock.wait_until(lambda: len(sent_since(rig, ("StartTransaction", "StopTransaction"), back)) >= 4,
                          rig.limit("offline.reconnect_max_s"), poll=0.5, reason="queued transaction messages")
-    delivered = sent_after(rig, ("StartTransaction", "StopTransaction"), back)
+    delivered = sent_since(rig, ("StartTransaction", "StopTransaction"), back)
     assert [m.action for m in delivered] == ["StartTransaction", "StopTransaction"] * 2, (
         f"after two offline sessions the unit delivered {[m.action for m in delivered]}, expected each session's "
         f"StartTransaction then StopTransaction, oldest first")
     tol = rig.limit("offline.timestamp_tolerance_s")
     for (start, stop), (closed, opened) in zip(zip(delivered[::2], delivered[1::2]), sessions):
-        given = [m.payload.get("transactionId") for m in rig.central.history(action="StartTransaction", direction="out")
-                 if m.message_type == "CallResult" and m.unique_id == start.unique_id]
-        assert given and stop.payload["transactionId"] == given[0], (
+        given = transaction_id_of(rig, start)
+        assert stop.payload["transactionId"] == given, (
             f"StopTransaction {stop.payload} after a StartTransaction the central system numbered {given}")
         for msg, clock_s in ((start, closed), (stop, opened)):
             rig.check(f"queued {msg.action} timestamp vs when it happened",
                       (parse_utc(msg.payload["timestamp"]) - served_time_at(rig, clock_s)).total_seconds(), "s",
                       -tol, tol, f"OCPP-20; {rig.source_of('offline.timestamp_tolerance_s')}")
-
-
-def sent_after(rig, actions: tuple[str, ...], since_s: float) -> list:
-    return [m for m in rig.central.history(direction="in") if m.action in actions and m.time >= since_s]
 
 
 @pytest.mark.req("OFF-02", "LED-03")
