@@ -28,6 +28,8 @@ from gpiozero.exc import GPIOZeroError
 from rig.product import cp
 from rig.core.clock import Clock
 from rig.core.errors import InstrumentError, SafeStateError
+from rig.instruments import pigpio_link
+from rig.instruments.pigpio_link import DEFAULT_COMMAND_TIMEOUT_S
 from rig.core.retry import TRANSIENT, with_retries
 
 #: relays switched on in each vehicle state (everything else off)
@@ -161,6 +163,8 @@ class PilotBox:
         self._anchor = (self.factory.ticks(), self.clock.now())
 
     def close(self) -> None:
+        if self.factory is not None:
+            pigpio_link.release_if_silent(self.factory)
         devices = [*self._relays.values(), *self._sense.values(), *self._adc.values()]
         if self._capture is not None:
             devices.append(self._capture)
@@ -209,9 +213,8 @@ class PilotBox:
     def _import_factory(self, kind: str, host: str):
         # imported lazily: each needs a library that exists only where that factory makes sense
         if kind == "pigpio":
-            from gpiozero.pins.pigpio import PiGPIOFactory
-
-            return PiGPIOFactory(host=host, port=int(self.config.get("port", 8888)))
+            timeout_s = float(self.config.get("timeout_s", DEFAULT_COMMAND_TIMEOUT_S))
+            return pigpio_link.connect(host, int(self.config.get("port", 8888)), timeout_s)
         if kind == "lgpio":
             from gpiozero.pins.lgpio import LGPIOFactory
 

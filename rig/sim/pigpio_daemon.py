@@ -72,7 +72,14 @@ class PigpioDaemon:
         self._loop, self._own_loop = loop, loop is None
         self._server: asyncio.AbstractServer | None = None
         self.port: int | None = None
+        # Two locks, always taken in this order and never the other way round:
+        # `_lock` serialises commands, which call into the pins and through them take the
+        # plant's lock; `_notify_lock` guards the notifier table only and is a leaf (nothing
+        # else is taken while it is held). An edge report arrives from the plant's side with
+        # the plant's lock held, so it may take `_notify_lock` but never `_lock`: a report
+        # taking `_lock` deadlocked against a command unhooking a pin (seen under CPU load).
         self._lock = threading.RLock()
+        self._notify_lock = threading.Lock()
         self._pwm: dict[int, dict] = {}
         self._spi: dict[int, int] = {}  # handle -> SPI channel
         self._notifiers: dict[int, "_Notifier"] = {}
@@ -295,21 +302,24 @@ class PigpioDaemon:
         return self._next_handle
 
     def _open_notifier(self, writer: asyncio.StreamWriter) -> int:
-        with self._lock:
+        with self._lock, self._notify_lock:
             handle = self._new_handle()
             self._notifiers[handle] = _Notifier(writer)
             return handle
 
     def _notify_bits(self, handle, bits, _p3, _ext):
-        notifier = self._notifiers.get(handle)
+        with self._notify_lock:
+            notifier = self._notifiers.get(handle)
+            if notifier is not None:
+                notifier.bits = bits
         if notifier is None:
             return PI_BAD_HANDLE
-        notifier.bits = bits
         self._rewatch()
         return 0
 
     def _notify_close(self, handle, *_args):
-        notifier = self._notifiers.pop(handle, None)
+        with self._notify_lock:
+            notifier = self._notifiers.pop(handle, None)
         if notifier is None:
             return PI_BAD_HANDLE
         self._loop.call(notifier.writer.close)
@@ -318,13 +328,15 @@ class PigpioDaemon:
 
     def _close_notifiers_of(self, writer) -> None:
         with self._lock:
-            for handle, notifier in list(self._notifiers.items()):
-                if notifier.writer is writer:
-                    del self._notifiers[handle]
+            with self._notify_lock:
+                for handle, notifier in list(self._notifiers.items()):
+                    if notifier.writer is writer:
+                        del self._notifiers[handle]
             self._rewatch()
 
     def _rewatch(self) -> None:
-        wanted = {g for n in self._notifiers.values() for g in USER_GPIOS if n.bits >> g & 1}
+        with self._notify_lock:
+            wanted = {g for n in self._notifiers.values() for g in USER_GPIOS if n.bits >> g & 1}
         for gpio in set(self._watched) - wanted:
             self._unwatch(gpio)
         for gpio in wanted - set(self._watched):
@@ -348,8 +360,11 @@ class PigpioDaemon:
             pass
 
     def _report(self) -> None:
-        """An edge on a monitored GPIO: one report to every notifier watching any changed GPIO."""
-        with self._lock:
+        """An edge on a monitored GPIO: one report to every notifier watching any changed GPIO.
+
+        Called from whichever thread moved the pin, often with the plant's lock held: only the
+        leaf `_notify_lock` is taken here (see __init__)."""
+        with self._notify_lock:  # levels and tick read under it too (pin states, no lock): reports in order
             level, tick = self._levels(), self._ticks() & 0xFFFFFFFF
             for notifier in self._notifiers.values():
                 if notifier.bits:

@@ -49,8 +49,13 @@ def eol_args(device: DeviceProcess, *more: str) -> list[str]:
 
 def run_harness(args: list[str], tmp, timeout_s: float = 400) -> Run:
     reports = tmp / "reports"
-    proc = subprocess.run(pytest_cmd(args, reports), cwd=PROJECT, env=child_env(), capture_output=True, text=True,
-                          timeout=timeout_s)
+    try:
+        proc = subprocess.run(pytest_cmd(args, reports), cwd=PROJECT, env=child_env(), capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        # a hung run is a finding: keep what it printed (the last test it reached) in the report
+        said = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        pytest.fail(f"the harness ran past {timeout_s:g} s; its last output:\n{said[-4000:]}", pytrace=False)
     return Run(proc.returncode, proc.stdout + proc.stderr, reports)
 
 

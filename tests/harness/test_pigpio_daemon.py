@@ -189,3 +189,73 @@ def test_the_pilot_box_driver_drives_the_emulated_circuit_through_the_daemon():
         daemon.stop()
         circuit.stop()
         factory.close()
+
+
+# ---------------------------------------------------------------------- a daemon that stops answering
+def test_an_edge_report_never_waits_for_a_command_in_progress(bench, pi):
+    """The deadlock seen under CPU load: a command (holding the daemon's command lock) unhooked a
+    pin, which needs the plant's lock, while the plant's thread, holding that lock, reported an edge
+    and waited for the command lock. A report must go through while a command is in progress."""
+    _clock, factory, daemon = bench
+    pi.set_mode(23, pigpio.INPUT)
+    arrived = threading.Event()
+    callback = pi.callback(23, pigpio.EITHER_EDGE, lambda *_: arrived.set())
+    try:
+        time.sleep(0.1)  # NB reaches the daemon
+        with daemon._lock:  # a command in progress on the daemon's thread
+            edge = threading.Thread(target=factory.pin(23).drive_high, daemon=True)
+            edge.start()
+            edge.join(5)
+            assert not edge.is_alive(), "the edge report waited for the command lock"
+        assert arrived.wait(5)
+    finally:
+        callback.cancel()
+
+
+def pilot_box_via(daemon_port: int, timeout_s: float):
+    from rig.core.rigfile import load_rigfile
+    from rig.data import EMULATED_RIG
+    from rig.instruments.pilot import PilotBox
+
+    section = load_rigfile(EMULATED_RIG).section("pilot")
+    config = {**section, "pin_factory": "pigpio", "host": "127.0.0.1", "port": daemon_port, "timeout_s": timeout_s}
+    return PilotBox("pilot", config, VirtualClock(1))
+
+
+def test_a_daemon_that_stops_answering_is_a_rig_fault_naming_the_pilot_box(bench, monkeypatch):
+    """pigpio's client waits for ever for an answer; the driver gives up after timeout_s, closes the
+    link (a late answer would be taken for the next command's) and every later call fails at once."""
+    from rig.core.errors import InstrumentError, RigFault
+
+    _clock, _factory, daemon = bench
+    box = pilot_box_via(daemon.port, timeout_s=0.5)
+    box.open()
+    release = threading.Event()
+    answer = daemon._command
+    monkeypatch.setattr(daemon, "_command", lambda *a: (release.wait(10), answer(*a))[1])  # wedged daemon
+    try:
+        started = time.monotonic()
+        with pytest.raises(InstrumentError, match=r"did not answer a command within 0\.5 s") as err:
+            box.set_state("B")
+        assert err.value.instrument == "pilot"
+        assert time.monotonic() - started < 3.0  # one timeout, then the closed link fails fast
+        started = time.monotonic()
+        with pytest.raises(RigFault, match="did not answer"):
+            box.safe()
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        box.close()
+
+
+def test_a_daemon_that_accepts_and_never_answers_fails_the_open_within_its_deadline():
+    import socket
+
+    from rig.core.errors import InstrumentError
+
+    with socket.create_server(("127.0.0.1", 0)) as mute:
+        box = pilot_box_via(mute.getsockname()[1], timeout_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(InstrumentError, match=r"127\.0\.0\.1:\d+ did not answer within 1 s of connecting"):
+            box.open()
+        assert time.monotonic() - started < 3.0

@@ -311,6 +311,9 @@ SCHEMA: tuple[Key, ...] = (
         default="", check=_optional_host),
     Key("pilot.port", INTEGER, "pigpio daemon port", default=8888,
         check=_between(1, 65535, "TCP ports")),
+    Key("pilot.timeout_s", NUMBER, "pigpio: longest wait for the daemon's answer to one command, seconds "
+        "(0.05-60); past it the link is closed and the run ends in a rig fault", default=5.0,
+        check=_timeout(0.05, 60.0)),
     Key("pilot.chip", INTEGER, "gpiochip number (pin_factory = \"lgpio\"; 0 on most Pis, 4 on a Pi 5 with "
         "older kernels)", default=0, check=_between(0, 15, "gpiochips")),
     Key("pilot.sense_pull", STRING, 'sense inputs: "none" (the optos drive the lines), "up" or "down" '

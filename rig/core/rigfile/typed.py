@@ -79,6 +79,7 @@ class Pilot:
     chip: int
     sense_pull: str
     sense_active_high: bool
+    timeout_s: float
 
 
 @dataclass(frozen=True)
