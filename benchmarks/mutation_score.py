@@ -11,15 +11,19 @@ test command for all of it; here each file must be judged by the tests of its ow
 (a run of the whole suite per mutant would take hours), and the spec suite runs in a subprocess
 with its own rig. Mutating tokens (not an AST re-print) keeps every diff one readable line.
 
-    python benchmarks/mutation_score.py [--sample N] [--seed S] [--files charger_safety.py ...]
+    python benchmarks/mutation_score.py [--sample N] [--seed S] [--jobs J] [--files charger_safety.py ...]
 
-The mutants run on a private copy of the package, never on the checkout. The last line reads
-`mutation score: K/N killed (P %)`.
+Mutants that cannot change what a good unit does are not run and not scored, and the count of
+each kind is printed: code only a known-bad unit executes (found by rule, mutation_scope.py) and
+mutants a measurement classified as equivalent, each with its reason, in equivalent_mutants.toml.
+The mutants run on private copies of the package (one per job), never on the checkout. The last
+line reads `mutation score: K/N killed (P %)`, N being the mutants run.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import io
 import os
 import random
@@ -30,8 +34,11 @@ import tempfile
 import time
 import token
 import tokenize
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import mutation_scope
 
 PROJECT = Path(__file__).resolve().parent.parent
 GROUPS = {
@@ -120,9 +127,58 @@ def mutants_of(path: Path) -> list[Mutant]:
     return found
 
 
-def requirement_ids(groups: tuple[str, ...]) -> str:
-    import tomllib
+EQUIVALENTS = Path(__file__).resolve().parent / "equivalent_mutants.toml"
 
+
+def nth_on_line(m: Mutant) -> int:
+    """1 for the first token `m.old` on its line, 2 for the second ... (the registry's `nth`)."""
+    return sum(1 for o in _mutants_cached(m.file) if (o.line, o.old) == (m.line, m.old) and o.col < m.col) + 1
+
+
+_ALL: dict[str, list[Mutant]] = {}
+
+
+def _mutants_cached(file: str) -> list[Mutant]:
+    if file not in _ALL:
+        _ALL[file] = mutants_of(PROJECT / "rig" / "sim" / file)
+    return _ALL[file]
+
+
+def load_equivalents(path: Path = EQUIVALENTS) -> list[dict]:
+    return tomllib.loads(path.read_text())["equivalent"]
+
+
+def equivalent_entry(m: Mutant, source: str, entries: list[dict]) -> dict | None:
+    code = source.splitlines()[m.line - 1].strip()
+    for e in entries:
+        if (e["file"], e["code"], e["old"], e["new"]) == (m.file, code, m.old, m.new) \
+                and e.get("nth", 1) == nth_on_line(m):
+            return e
+    return None
+
+
+def classify(mutants: list[Mutant], sources: dict[str, str], entries: list[dict]) -> dict[Mutant, str]:
+    """"run", "defect-only" or "equivalent" for every mutant."""
+    names = mutation_scope.known_defects(PROJECT)
+    spans = {f: mutation_scope.defect_only_spans(src, names) for f, src in sources.items()}
+    kinds = {}
+    for m in mutants:
+        if mutation_scope.inside(spans[m.file], m.line, m.col):
+            kinds[m] = "defect-only"
+        elif equivalent_entry(m, sources[m.file], entries) is not None:
+            kinds[m] = "equivalent"
+        else:
+            kinds[m] = "run"
+    return kinds
+
+
+def stale_entries(mutants: list[Mutant], sources: dict[str, str], entries: list[dict]) -> list[dict]:
+    """Registry entries of the files measured that match no mutant: the code changed under them."""
+    used = {id(equivalent_entry(m, sources[m.file], entries)) for m in mutants}
+    return [e for e in entries if e["file"] in sources and id(e) not in used]
+
+
+def requirement_ids(groups: tuple[str, ...]) -> str:
     data = tomllib.loads((PROJECT / "rig" / "data" / "requirements.toml").read_text())
     wanted = {GROUPS[g] for g in groups}
     return ",".join(k for k, v in data.items() if isinstance(v, dict) and v.get("group") in wanted)
@@ -152,63 +208,100 @@ def private_copy() -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sample", type=int, default=0, help="run N mutants drawn at random (0: every mutant)")
+    parser.add_argument("--sample", type=int, default=0, help="draw N mutants at random (0: every mutant)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="mutants run at once, each on its own copy (default 1; the real-time tests "
+                             "of the spec suite are few, but more jobs than cores slows every run)")
     parser.add_argument("--files", nargs="*", default=list(TARGETS), help="target files (default: all)")
     args = parser.parse_args()
     unknown = [f for f in args.files if f not in TARGETS]
     if unknown:
         parser.error(f"not a target: {unknown}; targets: {', '.join(TARGETS)}")
 
-    everything = [m for f in args.files for m in mutants_of(PROJECT / "rig" / "sim" / f)]
+    sources = {f: (PROJECT / "rig" / "sim" / f).read_text() for f in args.files}
+    everything = [m for f in args.files for m in _mutants_cached(f)]
+    entries = load_equivalents()
+    kinds = classify(everything, sources, entries)
     chosen = sorted(random.Random(args.seed).sample(everything, min(args.sample, len(everything)))
                     if args.sample else everything, key=lambda m: (m.file, m.line, m.col))
-    print(f"{len(everything)} mutants in {len(args.files)} files; running {len(chosen)}", flush=True)
-    copy = private_copy()
-    # the sources as mutated, kept for the survivors' diffs: the checkout may change while this runs
-    sources = {f: (copy / "rig" / "sim" / f).read_text() for f in {m.file for m in chosen}}
+    to_run = [m for m in chosen if kinds[m] == "run"]
+    not_run = {k: sum(1 for m in chosen if kinds[m] == k) for k in ("defect-only", "equivalent")}
+    print(f"{len(everything)} mutants in {len(args.files)} files "
+          f"({sum(1 for k in kinds.values() if k == 'defect-only')} in code only known-bad units run, "
+          f"{sum(1 for k in kinds.values() if k == 'equivalent')} recorded equivalent); drew {len(chosen)}, "
+          f"running {len(to_run)} with {args.jobs} job(s)", flush=True)
+    killed, survived, baseline = run_all(to_run, args.jobs)
+    report(killed, survived, baseline, sources, not_run, stale_entries(everything, sources, entries))
+    return 0
+
+
+def run_all(mutants: list[Mutant], jobs: int):
+    copies = [private_copy() for _ in range(max(1, jobs))]
+    free = list(copies)
     baseline: dict[str, int] = {}
     limit_s: dict[str, float] = {}
     killed: dict[str, list[Mutant]] = {}
     survived: dict[str, list[Mutant]] = {}
+    done = 0
     try:
-        for f in sorted({m.file for m in chosen}):
-            rc, took = run_spec(copy, requirement_ids(TARGETS[f]), copy / "reports")
+        for f in sorted({m.file for m in mutants}):
+            rc, took = run_spec(copies[0], requirement_ids(TARGETS[f]), copies[0] / "reports")
             baseline[f], limit_s[f] = rc, max(MIN_TIMEOUT_S, TIMEOUT_FACTOR * took)
             print(f"  baseline {f}: exit {rc} in {took:.0f} s", flush=True)
-        for i, m in enumerate(chosen, 1):
-            if baseline[m.file] != 0:
-                continue  # the unmutated unit does not pass its own tests: nothing to measure
-            target = copy / "rig" / "sim" / m.file
-            original = target.read_text()
-            target.write_text(m.apply(original))
-            try:
-                rc, took = run_spec(copy, requirement_ids(TARGETS[m.file]), copy / "reports", limit_s[m.file])
-            finally:
-                target.write_text(original)
-            (killed if rc != 0 else survived).setdefault(m.file, []).append(m)
-            verdict = "killed (hung: timed out)" if rc == -1 else "killed" if rc != 0 else "SURVIVED"
-            print(f"  [{i}/{len(chosen)}] {m.file}:{m.line} {m.old!r}->{m.new!r}: {verdict} ({took:.0f} s)",
-                  flush=True)
-    finally:
-        shutil.rmtree(copy, ignore_errors=True)
+        measurable = [m for m in mutants if baseline[m.file] == 0]  # else the good unit fails its own tests
 
+        def one(m: Mutant) -> tuple[Mutant, int, float]:
+            copy = free.pop()  # list.pop is atomic: each job takes a copy of its own
+            try:
+                target = copy / "rig" / "sim" / m.file
+                original = target.read_text()
+                target.write_text(m.apply(original))
+                try:
+                    return (m, *run_spec(copy, requirement_ids(TARGETS[m.file]), copy / "reports", limit_s[m.file]))
+                finally:
+                    target.write_text(original)
+            finally:
+                free.append(copy)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(copies)) as pool:
+            for m, rc, took in pool.map(one, measurable):
+                done += 1
+                (killed if rc != 0 else survived).setdefault(m.file, []).append(m)
+                verdict = "killed (hung: timed out)" if rc == -1 else "killed" if rc != 0 else "SURVIVED"
+                print(f"  [{done}/{len(measurable)}] {m.file}:{m.line} {m.old!r}->{m.new!r}: {verdict} ({took:.0f} s)",
+                      flush=True)
+    finally:
+        for copy in copies:
+            shutil.rmtree(copy, ignore_errors=True)
+    return killed, survived, baseline
+
+
+def report(killed, survived, baseline, sources, not_run: dict[str, int], stale: list[dict]) -> None:
     print("\nper file: killed / run")
     for f in sorted(set(killed) | set(survived)):
         k, s = len(killed.get(f, [])), len(survived.get(f, []))
-        print(f"  {f:<22} {k}/{k + s}")
+        print(f"  {f:<24} {k}/{k + s}")
     if survived:
         print("\nsurvivors:")
         for f, ms in sorted(survived.items()):
             for m in ms:
                 print(m.diff(sources[f]))
-    total_k = sum(len(v) for v in killed.values())
-    total = total_k + sum(len(v) for v in survived.values())
+    for e in stale:
+        print(f"stale entry in {EQUIVALENTS.name}: {e['file']}: {e['code']!r} ({e['old']} -> {e['new']}) "
+              "matches no mutant any more: classify it again")
     skipped = [f for f, rc in baseline.items() if rc != 0]
     if skipped:
         print(f"\nnot measured (the good unit fails its own tests there): {', '.join(skipped)}")
+    total_k = sum(len(v) for v in killed.values())
+    total = total_k + sum(len(v) for v in survived.values())
+    print(f"\nnot run, cannot change a good unit: {not_run['defect-only']} in code only known-bad units run "
+          f"(judged by the known-bad proof), {not_run['equivalent']} recorded equivalent ({EQUIVALENTS.name})")
+    if total + sum(not_run.values()):
+        everything_k = f"{total_k}/{total + sum(not_run.values())}"
+        print(f"counting those as survivors: {everything_k} "
+              f"({100.0 * total_k / (total + sum(not_run.values())):.1f} %)")
     print(f"mutation score: {total_k}/{total} killed ({100.0 * total_k / total if total else 0:.1f} %)")
-    return 0
 
 
 if __name__ == "__main__":

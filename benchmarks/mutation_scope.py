@@ -1,0 +1,86 @@
+"""Which mutants of the emulated charger can change what a GOOD unit does.
+
+The mutation run judges the good unit: it runs the spec tests against the mutated emulation with
+no `--sim-defect`. Code that only a known-bad unit executes (the branch of `x if defect == "name"
+else y` taken for that defect, the body of `if self.defect == "name":`, the values of a
+`{"defect-name": value}` table) never runs there, so a mutant inside it survives whatever the
+suite does: it is equivalent for the good unit by construction. Such code is judged by the
+known-bad proof instead (`rig defects`: every known-bad unit fails exactly its requirements).
+
+Written with `ast` because no mutation library knows which branches belong to test variants.
+The rule is deliberately narrow: only code guarded by an equality (or `in`) test of the defect
+name against string literals, or the right-hand terms of an `and` chain that starts with one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+DEFECT_NAMES = ("defect", "d")  # `d` only where the module assigns `d = <...>.defect`
+
+
+def _names_defect(node: ast.AST, aliases: set[str]) -> bool:
+    if isinstance(node, ast.Attribute):
+        return node.attr == "defect"
+    return isinstance(node, ast.Name) and node.id in aliases
+
+
+def _is_string_literals(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts)
+
+
+def is_defect_test(node: ast.AST, aliases: set[str]) -> bool:
+    """`defect == "name"` or `defect in ("a", "b")`: true only for known-bad units."""
+    return (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.Eq, ast.In))
+            and _names_defect(node.left, aliases) and _is_string_literals(node.comparators[0]))
+
+
+def _span(node: ast.AST) -> tuple[tuple[int, int], tuple[int, int]]:
+    return (node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset)
+
+
+def _guarded_by_defect(test: ast.AST, aliases: set[str]) -> bool:
+    if is_defect_test(test, aliases):
+        return True
+    return isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) and is_defect_test(test.values[0], aliases)
+
+
+def defect_only_spans(source: str, defect_names: set[str]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Source spans ((line, col), (end line, end col)) that only a known-bad unit executes."""
+    tree = ast.parse(source)
+    aliases = {"defect"}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == "d" and _names_defect(node.value, set())):
+            aliases.add("d")
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.IfExp) and _guarded_by_defect(node.test, aliases):
+            spans.append(_span(node.body))
+        elif isinstance(node, ast.If) and _guarded_by_defect(node.test, aliases):
+            spans.extend(_span(s) for s in node.body)
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) and is_defect_test(node.values[0], aliases):
+            spans.extend(_span(v) for v in node.values[1:])
+        if isinstance(node, ast.Dict) and node.keys and all(
+                isinstance(k, ast.Constant) and k.value in defect_names for k in node.keys):
+            spans.extend(_span(v) for v in node.values)
+    return spans
+
+
+def inside(spans, line: int, col: int) -> bool:
+    return any(start <= (line, col) < end for start, end in spans)
+
+
+def known_defects(project: Path) -> set[str]:
+    import sys
+
+    sys.path.insert(0, str(project))
+    try:
+        from rig.sim.defects import CATALOGUE
+    finally:
+        sys.path.pop(0)
+    return set(CATALOGUE)

@@ -1,0 +1,87 @@
+"""The mutation benchmark's judgement of which mutants can change a good unit (benchmarks/).
+
+A mutant left out of the score must be one no test could kill: code only a known-bad unit runs
+(found by rule) or an entry of the equivalent-mutant record. Both are checked here, so a wrong
+rule or a record gone stale after an edit to the emulation shows up in CI, not in a score."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import mutation_score  # noqa: E402
+import mutation_scope  # noqa: E402
+
+NAMES = {"slow-open", "pen-slow-trip", "wide"}
+SOURCE = '''\
+def f(self, defect, d, x):
+    a = 0.25 if defect == "slow-open" else 0.1
+    b = {"pen-slow-trip": 6.0, "wide": 2.5}.get(defect, 2.0)
+    if self.defect == "wide" and x > 3:
+        x = x + 1
+    if self.defect != "wide":
+        x = x - 2
+    c = defect == "slow-open" and x < 5
+    e = 7 if defect in ("wide", "slow-open") else 8
+    return a, b, c, e
+'''
+
+
+def spans_and_lines():
+    return mutation_scope.defect_only_spans(SOURCE, NAMES), SOURCE.splitlines()
+
+
+def only(line_no: int, text: str) -> bool:
+    spans, lines = spans_and_lines()
+    return mutation_scope.inside(spans, line_no, lines[line_no - 1].index(text))
+
+
+@pytest.mark.parametrize("line_no, text", [
+    (2, "0.25"),  # the defect's branch of a conditional expression
+    (3, "6.0"), (3, "2.5"),  # the values of a table keyed by defect names
+    (4, "> 3"),  # the rest of an `and` chain that starts with the defect test
+    (5, "+ 1"),  # the body of `if defect == ...`
+    (8, "< 5"),
+    (9, "7 if"),  # `in` a tuple of names
+])
+def test_code_only_a_known_bad_unit_runs_is_found(line_no, text):
+    assert only(line_no, text)
+
+
+@pytest.mark.parametrize("line_no, text", [
+    (2, "0.1"),  # the good unit's branch
+    (2, "=="),  # the test itself: flipping it changes the good unit
+    (3, "2.0"),  # the table's default
+    (4, "and"),  # the chain's operator: `or` lets the good unit in
+    (6, "!="), (7, "- 2"),  # `!=` guards what the good unit runs
+    (9, "8"),
+])
+def test_code_the_good_unit_runs_is_not(line_no, text):
+    assert not only(line_no, text)
+
+
+def test_every_recorded_equivalent_mutant_still_exists_and_is_classified_equivalent():
+    files = list(mutation_score.TARGETS)
+    sources = {f: (mutation_score.PROJECT / "rig" / "sim" / f).read_text() for f in files}
+    everything = [m for f in files for m in mutation_score._mutants_cached(f)]
+    entries = mutation_score.load_equivalents()
+    assert mutation_score.stale_entries(everything, sources, entries) == []
+    kinds = mutation_score.classify(everything, sources, entries)
+    counts = {k: sum(1 for v in kinds.values() if v == k) for k in ("run", "defect-only", "equivalent")}
+    assert counts["equivalent"] >= len(entries)  # an entry may match several lines (frozen dataclasses)
+    assert counts["run"] > 0.9 * len(everything), counts  # the rule and the record stay the exception
+    assert all(e.get("reason") for e in entries)
+
+
+def test_the_nth_field_tells_two_equal_tokens_on_a_line_apart():
+    line = "if self.session and self.session.start_requested_sent and not self.session.stopped:"
+    ms = [m for m in mutation_score._mutants_cached("charger.py")
+          if m.old == "and" and line in (mutation_score.PROJECT / "rig/sim/charger.py").read_text().splitlines()[m.line - 1]]
+    assert [mutation_score.nth_on_line(m) for m in ms] == [1, 2]
+    source = (mutation_score.PROJECT / "rig/sim/charger.py").read_text()
+    entries = mutation_score.load_equivalents()
+    assert [mutation_score.equivalent_entry(m, source, entries) is not None for m in ms] == [False, True]
