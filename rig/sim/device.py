@@ -184,6 +184,7 @@ class Device:
         self.sections: dict[str, dict] = {}
         self.profile: dict = {}
         self.network: dict | None = None  # the [network] section, when the unit is on the rig's network
+        self.serial_links: Path | None = None  # the device's /dev/serial/by-id: stable names of its ptys
 
     def start(self) -> "Device":
         try:
@@ -224,6 +225,7 @@ class Device:
         self.daemon = PigpioDaemon(self.bench.pin_factory, o.host, o.ports.get("pigpio", 0), adc=circuit._adc_counts)
         self._started(self.daemon.start, "pigpio", o.ports.get("pigpio", 0))
         self.sections["pilot"].update(pin_factory="pigpio", host=o.host, port=self.daemon.port)
+        self._link_serial_lines()
         self.clock.start()
         log.info("device %s (%s) serving on %s", o.serial, o.model, o.host)
 
@@ -251,6 +253,31 @@ class Device:
         url = f"wss://{OCPP_HOST}{self.profile['ocpp']['path_prefix']}{o.serial}"
         self.bench.connect_network(_RigSegment(net, ca_pem, firmware_pem), central, url)
 
+    def _link_serial_lines(self) -> None:
+        """Name each pty the way /dev/serial/by-id names an adapter: a link that exists only while
+        the device does. A pty number is reused by the next process that opens one, so a rig file
+        naming /dev/pts/N would, after the device stops, point at someone else's terminal; a rig
+        file naming the link finds nothing, as a real bench does with its adapter unplugged."""
+        import tempfile
+
+        o = self.options
+        where = Path(o.rig_file).resolve().parent if o.rig_file else Path(tempfile.gettempdir())
+        self.serial_links = Path(tempfile.mkdtemp(prefix=f"{o.serial}-serial-by-id-", dir=where))
+        for name in ("meter", "led_sensor", "console"):
+            section = self.sections[name]
+            port = section.get("port")
+            if isinstance(port, str) and port.startswith("/dev/"):
+                link = self.serial_links / f"plugstream-device-{o.serial}-{name}"
+                link.symlink_to(port)
+                section["port"] = str(link)
+
+    def _unlink_serial_lines(self) -> None:
+        if self.serial_links is not None:
+            for link in self.serial_links.glob("*"):
+                link.unlink(missing_ok=True)
+            self.serial_links.rmdir()
+            self.serial_links = None
+
     def _started(self, start, name: str | None = None, port: int = 0):
         """Run `start`; a port that cannot be had is the device's one-line error."""
         try:
@@ -261,6 +288,7 @@ class Device:
                               f"{self.options.host}:{port or 'a free port'}: {exc.strerror or exc}") from None
 
     def stop(self) -> None:
+        self._unlink_serial_lines()
         if self.clock is not None:
             self.clock.stop()
         if self.daemon is not None:

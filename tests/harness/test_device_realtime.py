@@ -177,9 +177,17 @@ def test_a_port_already_in_use_is_named_and_the_device_exits_non_zero(tmp_path):
 
 
 def test_a_rig_file_whose_device_is_not_running(tmp_path):
-    """`rig check` names every unreachable instrument within seconds; pytest ends in a rig fault."""
+    """`rig check` names every unreachable instrument within seconds; pytest ends in a rig fault.
+    The serial lines are named by links that exist only while the device runs (as /dev/serial/by-id
+    names an adapter): a pty number is taken by the next process that opens one."""
+    from pathlib import Path
+
     dev = DeviceProcess(tmp_path).start()
+    rig = load_rigfile(dev.rig_file)
+    lines = [Path(rig.meter.port), Path(rig.led_sensor.port), Path(rig.console.port)]
+    assert all(p.is_symlink() and str(p.resolve()).startswith("/dev/pts/") for p in lines), lines
     dev.stop()
+    assert not any(p.exists() or p.is_symlink() for p in lines), lines
     started = time.monotonic()
     check = subprocess.run([sys.executable, "-m", "rig.cli", "check", str(dev.rig_file)], cwd=PROJECT, env=child_env(), capture_output=True,
                            text=True, timeout=60)
