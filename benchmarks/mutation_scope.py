@@ -9,7 +9,10 @@ known-bad proof instead (`rig defects`: every known-bad unit fails exactly its r
 
 Written with `ast` because no mutation library knows which branches belong to test variants.
 The rule is deliberately narrow: only code guarded by an equality (or `in`) test of the defect
-name against string literals, or the right-hand terms of an `and` chain that starts with one.
+name against string literals, or the right-hand terms of an `and` chain that starts with one; and
+then, by name, a function every reference to which (anywhere under rig/) lies in such code, e.g.
+a helper only the defect's branch calls. A name referenced nowhere (dispatched by a built string)
+is never classified.
 """
 
 from __future__ import annotations
@@ -84,3 +87,40 @@ def known_defects(project: Path) -> set[str]:
     finally:
         sys.path.pop(0)
     return set(CATALOGUE)
+
+
+def _references(tree: ast.AST) -> list[tuple[str, tuple[int, int]]]:
+    refs = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            refs.append((node.id, (node.lineno, node.col_offset)))
+        elif isinstance(node, ast.Attribute):
+            refs.append((node.attr, (node.end_lineno, node.end_col_offset - len(node.attr))))
+    return refs
+
+
+def defect_only_by_file(targets: dict[str, str], package: Path, defect_names: set[str]) -> dict[str, list]:
+    """Spans per target file: the guarded code above, plus whole functions reached only from it."""
+    sources = {str(f.relative_to(package)): f.read_text() for f in package.rglob("*.py")}
+    keys = {t: next(k for k in sources if k.endswith("sim/" + t)) for t in targets}
+    sources.update({keys[t]: src for t, src in targets.items()})
+    trees = {k: ast.parse(src) for k, src in sources.items()}
+    spans = {k: defect_only_spans(src, defect_names) for k, src in sources.items()}
+    refs = {k: _references(tree) for k, tree in trees.items()}
+    functions = [(k, node) for k in keys.values() for node in ast.walk(trees[k])
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    found: set[int] = set()
+    changed = True
+    while changed:  # a helper of a defect-only helper is defect-only too
+        changed = False
+        for k, fn in functions:
+            if id(fn) in found:
+                continue
+            own = _span(fn)
+            uses = [(f, at) for f, rs in refs.items() for name, at in rs
+                    if name == fn.name and not (f == k and own[0] <= at < own[1])]
+            if uses and all(inside(spans[f], *at) for f, at in uses):
+                found.add(id(fn))
+                spans[k].append(own)
+                changed = True
+    return {t: spans[keys[t]] for t in targets}

@@ -160,7 +160,7 @@ def equivalent_entry(m: Mutant, source: str, entries: list[dict]) -> dict | None
 def classify(mutants: list[Mutant], sources: dict[str, str], entries: list[dict]) -> dict[Mutant, str]:
     """"run", "defect-only" or "equivalent" for every mutant."""
     names = mutation_scope.known_defects(PROJECT)
-    spans = {f: mutation_scope.defect_only_spans(src, names) for f, src in sources.items()}
+    spans = mutation_scope.defect_only_by_file(sources, PROJECT / "rig", names)
     kinds = {}
     for m in mutants:
         if mutation_scope.inside(spans[m.file], m.line, m.col):

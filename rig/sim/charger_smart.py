@@ -72,7 +72,8 @@ class SmartCharging:
     def remote_start_profile(self, profile: dict) -> bool:
         """RemoteStartTransaction.chargingProfile: only a TxProfile, installed for the coming transaction."""
         if profile.get("chargingProfilePurpose") != "TxProfile" or not self._schedule_ok(profile):
-            return False
+            # the known-bad unit starts anyway, ignoring the profile it could not take
+            return self.c.defect == "remote-start-ignores-bad-profile"
         self._install(1, profile)
         return True
 

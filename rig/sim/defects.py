@@ -96,6 +96,7 @@ CATALOGUE: dict[str, Defect] = {
                "TxProfile is set", ("OCPP-15",)),
         Defect("smart-lowest-stack-wins", "of two profiles of one purpose applies the lower stackLevel", ("OCPP-15",)),
         Defect("smart-expired-applied", "keeps applying a charging profile after its validTo", ("OCPP-16",)),
+        Defect("remote-start-ignores-bad-profile", "accepts a RemoteStartTransaction whose chargingProfile is not a TxProfile and charges without the limit", ("OCPP-17",)),
         Defect("txprofile-outlives-transaction", "keeps a TxProfile after its transaction ends: the next session is "
                "still limited by it", ("OCPP-17",)),
         Defect("tx-message-dropped-on-error", "discards a StopTransaction the central system answered with a "

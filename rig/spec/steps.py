@@ -370,3 +370,13 @@ def sent_since(rig, actions: str | tuple[str, ...], since_s: float) -> list:
     """What the unit sent of `actions` at or after clock time `since_s`, in order."""
     wanted = (actions,) if isinstance(actions, str) else actions
     return [m for m in rig.central.history(direction="in") if m.action in wanted and m.time >= since_s]
+
+
+def check_no_energy(rig, since_s: float, what: str) -> None:
+    """Nothing started since `since_s`: watched long enough for a unit that would close to have
+    closed (no_close_watch_s), no L1 edge and no StartTransaction."""
+    rig.clock.sleep(no_close_watch_s(rig), what)
+    closed = first_sense_edge(rig, "sense_l1", True, since_s)
+    assert closed is None, f"{what}: L1 went live {closed - since_s:.2f} s later"
+    starts = sent_since(rig, "StartTransaction", since_s)
+    assert not starts, f"{what}: StartTransaction {starts[0].payload}"

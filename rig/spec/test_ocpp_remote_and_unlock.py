@@ -9,23 +9,14 @@ from __future__ import annotations
 import pytest
 
 from rig.instruments.central_system import reject
-from rig.spec.steps import (first_sense_edge, l1_intervals, no_close_watch_s, plug_and_ask, sent_since, set_mode,
-                            transaction_id, wait_l1)
+from rig.spec.steps import (check_no_energy, first_sense_edge, l1_intervals, plug_and_ask,
+                            sent_since, set_mode, transaction_id, wait_l1)
 
 GOOD_TAG, BAD_TAG = "RIG-OWNER", "RIG-STOLEN-CARD"
 
 
 def remote_start(rig, payload: dict) -> str:
     return rig.central.call("RemoteStartTransaction", payload, cp_id=rig.cp_id)["status"]
-
-
-def check_no_energy(rig, since_s: float, what: str) -> None:
-    """Watch long enough for a unit that would close to have closed (no_close_watch_s)."""
-    rig.clock.sleep(no_close_watch_s(rig), what)
-    closed = first_sense_edge(rig, "sense_l1", True, since_s)
-    assert closed is None, f"{what}: L1 went live {closed - since_s:.2f} s later"
-    starts = sent_since(rig, "StartTransaction", since_s)
-    assert not starts, f"{what}: StartTransaction {starts[0].payload}"
 
 
 def check_energy_off(rig, since_s: float, what: str) -> None:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from rig.instruments import ocppj
-from rig.spec.steps import check_offered_duty, clock_at, plug_and_ask, set_mode, transaction_id, unplug, wait_l1
+from rig.spec.steps import check_no_energy, check_offered_duty, clock_at, plug_and_ask, set_mode, transaction_id, unplug, wait_l1
 
 def schedule_profile(pid: int, purpose: str, stack: int, periods: list[tuple[int, float]], kind: str = "Absolute",
                      start: datetime | None = None, **extra) -> dict:
@@ -177,6 +177,14 @@ def test_a_remote_start_profile_limits_its_transaction_and_ends_with_it(ready, n
     rig = ready
     set_mode(rig, "Manual")
     plug_and_ask(rig)
+    # OCPP 1.6 5.11: a remote start's profile SHALL be a TxProfile; another purpose cannot be
+    # honoured as asked, so the start is refused rather than run without the limit
+    wrong = schedule_profile(30, "TxDefaultProfile", 0, [(0, 10)], kind="Relative")
+    mark = rig.clock.now()
+    reply = rig.central.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "RIG-OWNER",
+                                                        "chargingProfile": wrong}, cp_id=rig.cp_id)
+    assert reply["status"] == "Rejected", f"RemoteStartTransaction with a TxDefaultProfile: {reply}"
+    check_no_energy(rig, mark, "after a remote start refused for its profile's purpose")
     tx_profile = schedule_profile(31, "TxProfile", 0, [(0, 10)], kind="Relative")
     sent = rig.clock.now()
     reply = rig.central.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "RIG-OWNER",

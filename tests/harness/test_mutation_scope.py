@@ -85,3 +85,19 @@ def test_the_nth_field_tells_two_equal_tokens_on_a_line_apart():
     source = (mutation_score.PROJECT / "rig/sim/charger.py").read_text()
     entries = mutation_score.load_equivalents()
     assert [mutation_score.equivalent_entry(m, source, entries) is not None for m in ms] == [False, True]
+
+
+def test_a_helper_only_the_defects_branch_calls_is_defect_only_and_one_the_good_unit_calls_is_not():
+    package = mutation_score.PROJECT / "rig"
+    source = (package / "sim" / "charger_network.py").read_text()
+    spans = mutation_scope.defect_only_by_file({"charger_network.py": source}, package,
+                                               mutation_scope.known_defects(mutation_score.PROJECT))["charger_network.py"]
+    lines = source.splitlines()
+
+    def body_line(function: str, text: str) -> tuple[int, int]:
+        start = next(i for i, line in enumerate(lines) if f"def {function}(" in line)
+        i = next(i for i in range(start, len(lines)) if text in lines[i])
+        return i + 1, lines[i].index(text)
+
+    assert mutation_scope.inside(spans, *body_line("_open_debug_port", "timeout=5"))  # only the defect opens it
+    assert not mutation_scope.inside(spans, *body_line("_close_debug_port", "None"))  # every power-down closes it
