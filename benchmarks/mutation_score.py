@@ -245,10 +245,17 @@ def run_all(mutants: list[Mutant], jobs: int):
     survived: dict[str, list[Mutant]] = {}
     done = 0
     try:
-        for f in sorted({m.file for m in mutants}):
-            rc, took = run_spec(copies[0], requirement_ids(TARGETS[f]), copies[0] / "reports")
-            baseline[f], limit_s[f] = rc, max(MIN_TIMEOUT_S, TIMEOUT_FACTOR * took)
-            print(f"  baseline {f}: exit {rc} in {took:.0f} s", flush=True)
+        def base(f: str) -> tuple[str, int, float]:
+            copy = free.pop()  # list.pop is atomic: each job takes a copy of its own
+            try:
+                return (f, *run_spec(copy, requirement_ids(TARGETS[f]), copy / "reports"))
+            finally:
+                free.append(copy)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(copies)) as pool:
+            for f, rc, took in pool.map(base, sorted({m.file for m in mutants})):
+                baseline[f], limit_s[f] = rc, max(MIN_TIMEOUT_S, TIMEOUT_FACTOR * took)
+                print(f"  baseline {f}: exit {rc} in {took:.0f} s", flush=True)
         measurable = [m for m in mutants if baseline[m.file] == 0]  # else the good unit fails its own tests
 
         def one(m: Mutant) -> tuple[Mutant, int, float]:
