@@ -49,7 +49,9 @@ GROUPS = {
 #: the emulated charger's decision code -> the requirement groups whose tests judge it
 TARGETS = {
     "charger_safety.py": ("rcd", "pen"),
-    "charger.py": ("cp", "led", "mtr", "ops"),  # the pilot state machine, the offer, status reports (shown on the LED)
+    # the pilot state machine, the offer, status reports (shown on the LED), and the plant's events the
+    # safety functions and modes hang on (injection, supply, site limit): every group (measurement 5)
+    "charger.py": ("cp", "led", "mtr", "ops", "rcd", "pen", "mode"),
     "charger_led.py": ("led",),  # LED choice
     "charger_smart.py": ("ops",),  # charging profiles: OCPP-14..17
     "charger_modes.py": ("mode",),
