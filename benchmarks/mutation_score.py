@@ -216,6 +216,9 @@ def main() -> int:
                         help="mutants run at once, each on its own copy (default 1; the real-time tests "
                              "of the spec suite are few, but more jobs than cores slows every run)")
     parser.add_argument("--files", nargs="*", default=list(TARGETS), help="target files (default: all)")
+    parser.add_argument("--rerun", nargs="*", default=None, metavar="FILE",
+                        help="of the mutants drawn (same --sample and --seed, all files), run only these files': "
+                             "re-measures part of an earlier sample after a change")
     args = parser.parse_args()
     unknown = [f for f in args.files if f not in TARGETS]
     if unknown:
@@ -227,6 +230,8 @@ def main() -> int:
     kinds = classify(everything, sources, entries)
     chosen = sorted(random.Random(args.seed).sample(everything, min(args.sample, len(everything)))
                     if args.sample else everything, key=lambda m: (m.file, m.line, m.col))
+    if args.rerun is not None:
+        chosen = [m for m in chosen if m.file in args.rerun]
     to_run = [m for m in chosen if kinds[m] == "run"]
     not_run = {k: sum(1 for m in chosen if kinds[m] == k) for k in ("defect-only", "equivalent")}
     print(f"{len(everything)} mutants in {len(args.files)} files "
