@@ -9,10 +9,12 @@ known-bad proof instead (`rig defects`: every known-bad unit fails exactly its r
 
 Written with `ast` because no mutation library knows which branches belong to test variants.
 The rule is deliberately narrow: only code guarded by an equality (or `in`) test of the defect
-name against string literals, or the right-hand terms of an `and` chain that starts with one; and
-then, by name, a function every reference to which (anywhere under rig/) lies in such code, e.g.
-a helper only the defect's branch calls. A name referenced nowhere (dispatched by a built string)
-is never classified.
+name against string literals; the other terms of an `and` chain that holds one (false for the good
+unit whatever they are; terms before it must be free of calls, which could act); the operators
+between the terms of a chain made only of such tests (false either way); and then, by name, a
+function or a module constant every reference to which (anywhere under rig/) lies in such code,
+e.g. a helper only the defect's branch calls. A name referenced nowhere (dispatched by a built
+string) is never classified.
 """
 
 from __future__ import annotations
@@ -52,6 +54,23 @@ def _guarded_by_defect(test: ast.AST, aliases: set[str]) -> bool:
     return isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) and is_defect_test(test.values[0], aliases)
 
 
+def _has_call(node: ast.AST) -> bool:
+    return any(isinstance(n, (ast.Call, ast.Await, ast.NamedExpr)) for n in ast.walk(node))
+
+
+def _bool_op_spans(node: ast.BoolOp, aliases: set[str]) -> list:
+    """`a and defect == "x" and b`: every term but the test; `defect == "x" or defect == "y"`: the operators."""
+    tests = [is_defect_test(v, aliases) for v in node.values]
+    if all(tests):  # false for the good unit, joined by `and` or by `or`
+        return [(_span(a)[1], _span(b)[0]) for a, b in zip(node.values, node.values[1:])]
+    if not isinstance(node.op, ast.And) or not any(tests):
+        return []
+    first = tests.index(True)
+    if any(_has_call(v) for v in node.values[:first]):
+        return []  # a term evaluated before the test may act: the good unit runs it
+    return [_span(v) for v, t in zip(node.values, tests) if not t]
+
+
 def defect_only_spans(source: str, defect_names: set[str]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Source spans ((line, col), (end line, end col)) that only a known-bad unit executes."""
     tree = ast.parse(source)
@@ -66,8 +85,8 @@ def defect_only_spans(source: str, defect_names: set[str]) -> list[tuple[tuple[i
             spans.append(_span(node.body))
         elif isinstance(node, ast.If) and _guarded_by_defect(node.test, aliases):
             spans.extend(_span(s) for s in node.body)
-        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) and is_defect_test(node.values[0], aliases):
-            spans.extend(_span(v) for v in node.values[1:])
+        if isinstance(node, ast.BoolOp):
+            spans.extend(_bool_op_spans(node, aliases))
         if isinstance(node, ast.Dict) and node.keys and all(
                 isinstance(k, ast.Constant) and k.value in defect_names for k in node.keys):
             spans.extend(_span(v) for v in node.values)
@@ -99,6 +118,15 @@ def _references(tree: ast.AST) -> list[tuple[str, tuple[int, int]]]:
     return refs
 
 
+class _Named:
+    """A module-level `NAME = value` seen like a function: a name and a span."""
+
+    def __init__(self, node: ast.Assign):
+        self.name = node.targets[0].id
+        for attr in ("lineno", "col_offset", "end_lineno", "end_col_offset"):
+            setattr(self, attr, getattr(node, attr))
+
+
 def defect_only_by_file(targets: dict[str, str], package: Path, defect_names: set[str]) -> dict[str, list]:
     """Spans per target file: the guarded code above, plus whole functions reached only from it."""
     sources = {str(f.relative_to(package)): f.read_text() for f in package.rglob("*.py")}
@@ -109,6 +137,8 @@ def defect_only_by_file(targets: dict[str, str], package: Path, defect_names: se
     refs = {k: _references(tree) for k, tree in trees.items()}
     functions = [(k, node) for k in keys.values() for node in ast.walk(trees[k])
                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    functions += [(k, _Named(node)) for k in keys.values() for node in trees[k].body  # module constants
+                  if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)]
     found: set[int] = set()
     changed = True
     while changed:  # a helper of a defect-only helper is defect-only too

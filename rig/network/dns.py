@@ -1,8 +1,9 @@
 """DNS (RFC 1035 wire format): A records for the documented host names, pointing at rig addresses.
 
-Each server can `answer`, stay `silent` (drop every query, as a dead server does) or `refuse`
-(RCODE 5, REFUSED), so a test can silence them one at a time and watch the unit's resolver
-order (NET-02). A name the rig does not know is answered NXDOMAIN; other record types get an
+Each server can `answer`, stay `silent` (drop every query, as a dead server does), `refuse`
+(RCODE 5, REFUSED) or know the name but hold `no-address` for it (NOERROR with no answer, RFC 2308
+"NODATA", as a resolver with a stale or IPv6-only zone does), so a test can fail them one at a time
+and watch the unit's resolver order (NET-02). A name the rig does not know is answered NXDOMAIN; other record types get an
 empty NOERROR answer.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from rig.network import DNS_PORT
 from rig.network.udp import ANSWER, REFUSE, SILENT, UdpService
 
+NO_ADDRESS = "no-address"
 TYPE_A, TYPE_AAAA, CLASS_IN = 1, 28, 1
 NOERROR, FORMERR, NXDOMAIN, REFUSED = 0, 1, 3, 5
 _HEADER = struct.Struct("!HHHHHH")
@@ -109,10 +111,10 @@ def query(ident: int, name: str, qtype: int = TYPE_A) -> bytes:
 
 
 class DnsServer(UdpService):
-    """Config: host, port (53 on a real bench), mode (answer | silent | refuse),
+    """Config: host, port (53 on a real bench), mode (answer | silent | refuse | no-address),
     records {host name: IPv4 address}, ttl_s."""
 
-    modes = (ANSWER, SILENT, REFUSE)
+    modes = (ANSWER, SILENT, REFUSE, NO_ADDRESS)
     default_port = DNS_PORT
 
     def __init__(self, name, config, clock, loop=None):
@@ -131,5 +133,5 @@ class DnsServer(UdpService):
         address = self.records.get(q.name)
         if address is None:
             return what, DnsMessage(q.id, flags | NXDOMAIN, q.name, q.qtype).encode()
-        answers = (address,) if q.qtype == TYPE_A else ()
+        answers = (address,) if q.qtype == TYPE_A and self.mode != NO_ADDRESS else ()
         return what, DnsMessage(q.id, flags | AA, q.name, q.qtype, answers, self.ttl_s).encode()

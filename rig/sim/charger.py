@@ -77,7 +77,6 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
         self.registration = "none"  # none | pending | rejected | accepted
         self.boot_heartbeat_s = 0  # the interval the accepted BootNotification gave
         self.cp_state = "A"
-        self.charging_permitted = False
         self.session: Session | None = None
         self.status = "Unavailable"
         self.status_sent: str | None = None
@@ -308,7 +307,8 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
         """ChangeAvailability: a locked unit delivers no energy (stopped at once, not paused)."""
         self.locked = locked
         self._reconsider_offer()
-        if locked and self.contactor_closed and self.defect != "locked-delivers-energy":
+        stops = locked or self.defect == "availability-operative-interrupts"  # (the bug: any request resets)
+        if stops and self.contactor_closed and self.defect != "locked-delivers-energy":
             self._cancel("pause-open")
             self._open_contactor(T.CONTACTOR_OPEN_S, "locked")
         self._report_status()

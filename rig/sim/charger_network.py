@@ -272,8 +272,8 @@ class UnitNetwork:
             if reply.rcode == N.NOERROR and reply.answers:
                 self._cache[name] = (reply.answers[0], self.clock.now() + reply.ttl)
                 on_done(reply.answers[0])
-            elif reply.rcode == N.NXDOMAIN:
-                on_done(None)
+            elif reply.rcode == N.NXDOMAIN or (reply.rcode == N.NOERROR and self.defect == "dns-no-address-final"):
+                on_done(None)  # (the defect takes "no address here" for "no address anywhere")
             else:  # REFUSED, SERVFAIL, no address: the next server may know
                 self._ask(name, rest, on_done)
 

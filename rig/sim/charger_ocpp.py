@@ -44,6 +44,7 @@ class ChargerOcpp:
         self.tx_in_flight = False
         self.firmware.power_cycled()
         self.modes.session_ended()
+        self.rcd.powered_up()
         if not self.plant.earth_closed:
             with self.plant.change("contactor"):
                 self.plant.earth_closed = True  # the PEN relay closes PE again at power-up
@@ -55,6 +56,7 @@ class ChargerOcpp:
     def _power_off(self) -> None:
         self._power_epoch += 1
         self.pen.power_cycled()
+        self.rcd.powered_down()
         for key in list(self._timers):
             self._cancel(key)
         self.powered = self.booting = False

@@ -45,6 +45,19 @@ class ResidualCurrentDetector:
     def residual_ma(self) -> float:
         return self.plant.residual_dc_a() * 1000.0
 
+    def powered_up(self) -> None:
+        """The detector watches from power-up: a residual current that flowed through the power
+        loss is a new, sudden one now (RCD-06: no reclosing while the fault persists)."""
+        if self.charger.defect == "rcd-blind-after-power-up":
+            return  # the bug: it looks only when the injected level changes
+        self.progress, self._last_s, self._last_ma = 0.0, self.clock.now(), self.residual_ma()
+        self._schedule()
+
+    def powered_down(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def on_injection_change(self) -> None:
         """The residual current changed: integrate up to now, then decide when to look again."""
         self._integrate()

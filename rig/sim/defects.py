@@ -33,6 +33,8 @@ CATALOGUE: dict[str, Defect] = {
         # safety functions (issue 3)
         Defect("rcd-slow-60ma", "the DC detector takes 0.5 s to trip at 60 mA", ("RCD-02",)),
         Defect("rcd-threshold-8ma", "the DC detector does not trip below 8 mA", ("RCD-01", "RCD-05")),
+        Defect("rcd-blind-after-power-up", "the DC detector looks only when the residual current changes: one "
+               "that flowed through a power loss is not seen after power-up, and the unit charges", ("RCD-06",)),
         Defect("pen-slow-trip", "PEN protection opens 6 s after the voltage leaves the window", ("PEN-01",)),
         Defect("pen-window-wide", "PEN window 206-254 V instead of 207-253 V (a threshold 1 V off)", ("PEN-01",)),
         Defect("pen-no-ride-through", "PEN protection trips on a 3 s excursion (2.5 s delay)", ("PEN-02",)),
@@ -109,6 +111,8 @@ CATALOGUE: dict[str, Defect] = {
                ("OCPP-21",)),
         Defect("availability-any-connector", "accepts ChangeAvailability for connector 2 (it has one) and changes "
                "the whole unit", ("OCPP-22",)),
+        Defect("availability-operative-interrupts", "ChangeAvailability Operative to a charging unit that is already "
+               "operative stops the energy (every request handled as a connector reset)", ("OCPP-22",)),
         Defect("local-list-accepted-unsupported", "answers SendLocalList Accepted although it has no local "
                "authorization list (the profile it does not claim)", ("OCPP-23",)),
         Defect("phase-rotation-without-connector", "reports ConnectorPhaseRotation as 'RST' (or 'R') without the "
@@ -123,6 +127,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("energy-reads-5pct-low", "its own energy meter reads 5 % low: within the regulation's 10 %, outside the 1 % target", ("MTR-04",)),
         # network (issue 6)
         Defect("resolver-skips-dhcp", "asks 1.1.1.1 first, never the DNS servers DHCP gave it", ("NET-02",)),
+        Defect("dns-no-address-final", "a DNS server that knows the name but has no address for it ends the "
+               "lookup: the unit never asks the next server and never connects", ("NET-02",)),
         Defect("ntp-wrong-server", "takes its time from a hard-coded NTP server, not pool.ntp.org", ("NET-01", "NET-03")),
         Defect("debug-port-listening", "leaves a debug console listening on TCP 2323", ("NET-01",)),
         Defect("tls-no-verify", "does not verify the central system's TLS certificate", ("SEC-01",)),

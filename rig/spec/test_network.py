@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import pytest
 
+from rig.core.errors import ChargerFailure
+from rig.instruments.central_system.messages import CentralSystemTimeout
 from rig.network import DNS_PORT, OCPP_HOST, SETUP_HOST
 from rig.network.ca import EXPIRED, GOOD, UNTRUSTED
+from rig.network.dns import NO_ADDRESS
 from rig.spec.steps import reboot, start_charging
 
 #: passwords a unit must never share with every other unit (Schedule 1: no universal default)
@@ -65,19 +68,33 @@ def test_nothing_listens_on_the_unit(net):
 
 
 @pytest.mark.req("NET-02")
-@pytest.mark.parametrize("silenced", [0, 1, 2, 3])
-def test_dns_servers_asked_in_the_documented_order(net, silenced):
+@pytest.mark.parametrize("silenced, how", [(0, "silent"), (1, "silent"), (2, "silent"), (3, "silent"),
+                                           (1, "refuse"), (1, NO_ADDRESS)])
+def test_dns_servers_asked_in_the_documented_order(net, silenced, how):
+    """A server that gives no address for the name (dead, refusing, or knowing the name without an
+    address) sends the unit to the next in the documented order, and the unit still connects."""
     rig = net
     servers = rig.network.dns_servers()  # (address the unit sends to, server) by priority
     for address, server in servers[:silenced]:
-        server.set_mode("silent")
-    rig._net_mark = rig.capture.mark()
-    reboot(rig)
+        server.set_mode(how)
+    rig._net_mark, mark = rig.capture.mark(), rig.central.mark()
+    rig.power_cycle()
+    try:
+        rig.central.wait_for("BootNotification", after=mark,
+                             timeout=rig.limit("boot.self_test_max_s") + rig.limit("boot.accept_max_s"))
+    except CentralSystemTimeout:
+        boot = None  # judged below, after the order: which server the unit stopped at says why
+    else:
+        boot = True
     asked = _boot_dns_order(rig)
     expected = [address for address, _ in servers[:silenced + 1]]
     assert asked[:silenced + 1] == expected, (
-        f"with the first {silenced} DNS server(s) silent the unit should ask {expected} in that order "
+        f"with the first {silenced} DNS server(s) {how} the unit should ask {expected} in that order "
         f"(DHCP primary, secondary, 1.1.1.1, 1.0.0.1); it asked {asked}")
+    if boot is None:
+        raise ChargerFailure(f"with the first {silenced} DNS server(s) {how} the unit asked {asked} and never "
+                             f"registered with the central system")
+    rig.await_ready()
 
 
 @pytest.mark.req("NET-03")

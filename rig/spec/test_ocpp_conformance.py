@@ -9,7 +9,7 @@ import pytest
 from rig.core.errors import ChargerFailure
 from rig.instruments.central_system import call_error
 from rig.instruments.central_system.messages import CallErrorReceived, CentralSystemTimeout
-from rig.spec.steps import transaction_id
+from rig.spec.steps import no_close_watch_s, transaction_id, wait_l1
 
 UNKNOWN_KEY = "PlugStreamRig.NoSuchKey"  # a key no charge point has
 
@@ -251,6 +251,13 @@ def test_change_availability_idle_and_during_a_transaction(ready):
     rig.ev.request_power()
     rig.ev.draw(16.0)
     tx = transaction_id(rig, rig.clock.now() - 1.0)
+    assert rig.pilot.sense().l1 or wait_l1(rig, True, no_close_watch_s(rig)) is not None, "no energy flows"
+    mark = rig.clock.now()  # OCPP 1.6 5.2: the state asked is the state it is in: Accepted, nothing changes
+    assert availability(rig, lock["connector_id"], "Operative") == "Accepted", "Operative to an operative unit"
+    rig.clock.sleep(rig.limit("lock.stop_max_s") + 1.0, "Operative asked of an operative unit while it charges")
+    assert rig.pilot.sense().l1, "Operative asked of a charging unit that was already operative, and energy stopped"
+    assert not [m for m in rig.central.history(action="StopTransaction", direction="in") if m.time >= mark], \
+        "Operative asked of a charging unit that was already operative, and the transaction was stopped"
     mark = rig.clock.now()
     answer = availability(rig, lock["connector_id"], "Inoperative")
     if lock["during_transaction"] == "stop":  # the manual's lock: energy off at once (timed by MODE-09)

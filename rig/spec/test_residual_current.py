@@ -189,6 +189,22 @@ def test_trip_holds_until_the_fault_is_gone_and_acknowledged_then_the_unit_recov
     check_current_flows(rig, "in a new session after the acknowledged trip")
 
 
+@pytest.mark.hazardous
+@pytest.mark.req("RCD-06", "LED-12")
+def test_a_fault_that_persists_through_a_power_loss_is_seen_again_at_power_up(charging):
+    """"No reclosing while the fault persists" holds across a loss of supply: the supply comes back
+    with the residual current still flowing and the vehicle still asking, and the unit must not
+    charge (to the detector the current appears suddenly at power-up, so RCD-01..03's times hold)."""
+    rig = charging
+    t0, _ = timed_trip(rig, trip_point_ma(rig, "rcd.trip_60ma_max_s"), "rcd.trip_60ma_max_s")
+    rig.power_cycle()
+    rig.clock.sleep(FAULT_PERSISTS_WATCH_S, "supply back, residual current still on, vehicle still asking")
+    again = reclosed_at(rig, t0)
+    assert again is None, (f"contactor closed again at t0 + {again - t0:.3f} s, after the power loss, while the "
+                           f"residual current persisted")
+    expect_led(rig, "red_solid", "after the power loss, the residual current still present")
+
+
 # ----------------------------------------------------------------------------- around the thresholds
 BOUNDARIES = ["rcd.no_trip_max_ma", "rcd.threshold_ma", "rcd.trip_60ma_max_s", "rcd.trip_200ma_max_s"]
 

@@ -27,7 +27,11 @@ def f(self, defect, d, x):
         x = x - 2
     c = defect == "slow-open" and x < 5
     e = 7 if defect in ("wide", "slow-open") else 8
-    return a, b, c, e
+    g = x == 0 and self.defect == "wide" and x < 9
+    h = defect == "wide" or defect == "slow-open"
+    k = x > 2 and defect == "wide" or x < 1
+    m = f(x) == 0 and self.defect == "wide"
+    return a, b, c, e, g, h, k, m
 '''
 
 
@@ -47,6 +51,9 @@ def only(line_no: int, text: str) -> bool:
     (5, "+ 1"),  # the body of `if defect == ...`
     (8, "< 5"),
     (9, "7 if"),  # `in` a tuple of names
+    (10, "== 0"), (10, "< 9"),  # the other terms of an `and` chain that holds the test anywhere
+    (11, "or"),  # the operator of a chain made only of defect tests: false either way
+    (12, "> 2"),  # the `and` inside the `or`
 ])
 def test_code_only_a_known_bad_unit_runs_is_found(line_no, text):
     assert only(line_no, text)
@@ -59,6 +66,10 @@ def test_code_only_a_known_bad_unit_runs_is_found(line_no, text):
     (4, "and"),  # the chain's operator: `or` lets the good unit in
     (6, "!="), (7, "- 2"),  # `!=` guards what the good unit runs
     (9, "8"),
+    (10, "and"),  # `or` would let the good unit in
+    (11, "=="),
+    (12, "< 1"), (12, "or x"),  # the `or`'s other term is the good unit's
+    (13, "== 0"),  # a call before the test runs for the good unit too
 ])
 def test_code_the_good_unit_runs_is_not(line_no, text):
     assert not only(line_no, text)
@@ -85,6 +96,21 @@ def test_the_nth_field_tells_two_equal_tokens_on_a_line_apart():
     source = (mutation_score.PROJECT / "rig/sim/charger.py").read_text()
     entries = mutation_score.load_equivalents()
     assert [mutation_score.equivalent_entry(m, source, entries) is not None for m in ms] == [False, True]
+
+
+def test_a_constant_only_the_defects_branch_reads_is_defect_only_and_one_the_good_unit_reads_is_not():
+    package = mutation_score.PROJECT / "rig"
+    source = (package / "sim" / "charger_smart.py").read_text()
+    spans = mutation_scope.defect_only_by_file({"charger_smart.py": source}, package,
+                                               mutation_scope.known_defects(mutation_score.PROJECT))["charger_smart.py"]
+    lines = source.splitlines()
+
+    def at(text: str) -> tuple[int, int]:
+        i = next(i for i, line in enumerate(lines) if line.startswith(text))
+        return i + 1, len(lines[i]) - len(lines[i].lstrip()) + len(text) + 3
+
+    assert mutation_scope.inside(spans, *at("LATE_PERIOD_S"))  # read only when the defect smart-period-late delays
+    assert not mutation_scope.inside(spans, *at("MAX_PERIODS"))  # every profile's validation reads it
 
 
 def test_a_helper_only_the_defects_branch_calls_is_defect_only_and_one_the_good_unit_calls_is_not():
