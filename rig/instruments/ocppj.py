@@ -94,6 +94,11 @@ def iso_time(when: dt.datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+def parse_time(text: str) -> dt.datetime:
+    """An OCPP dateTime (RFC 3339, 'Z' or an offset) as an aware UTC datetime."""
+    return dt.datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+
+
 def iso_now(clock: Clock) -> str:
     return iso_time(wall_time(clock))
 

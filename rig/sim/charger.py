@@ -47,6 +47,7 @@ class Session:
     start_requested: bool = False  # Manual mode: RemoteStartTransaction received
     start_requested_sent: bool = False  # StartTransaction sent for this session
     stopped: bool = False
+    deauthorized: bool = False  # idTag refused at start, StopTransactionOnInvalidId false: open, no energy
     id_tag: str = ""
     start_wh: int = 0  # the unit's own energy register at plug-in (Sense counts from here)
     meter_start_wh: int = 0  # StartTransaction.meterStart
@@ -291,6 +292,8 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
             return "ventilation"  # ventilation requested: a residential unit has none
         if self.session.stopped:
             return "stopped"
+        if self.session.deauthorized:
+            return "deauthorized"
         if self.locked and self.defect != "locked-delivers-energy":
             return "locked"
         if self.firmware.installing:

@@ -138,11 +138,15 @@ class ChargerOperations:
         self._send("Authorize", {"idTag": id_tag}, answered)
 
     def _start_answered(self, session, answer: dict) -> bool:
-        """StartTransaction.conf with an idTag status other than Accepted and StopTransactionOnInvalidId
-        true (OCPP 1.6 9.1): the transaction is stopped at once, reason DeAuthorized. True if so."""
+        """StartTransaction.conf with an idTag status other than Accepted (OCPP 1.6 4.8, 9.1): with
+        StopTransactionOnInvalidId true the transaction is stopped at once, reason DeAuthorized (True);
+        false, it stays open and only the energy stops."""
         status = (answer.get("idTagInfo") or {}).get("status", "Accepted")
-        stop = self.config.values["StopTransactionOnInvalidId"].lower() == "true"
-        if status == "Accepted" or not stop or session is not self.session or self.defect == "invalid-id-charges-on":
+        if status == "Accepted" or session is not self.session or self.defect == "invalid-id-charges-on":
+            return False
+        if self.config.values["StopTransactionOnInvalidId"].lower() != "true":
+            session.deauthorized = self.defect != "invalid-id-false-charges-on"
+            self._later("deauthorized", 0.0, self._reconsider_offer)
             return False
         self._stop_transaction("DeAuthorized")
         return True

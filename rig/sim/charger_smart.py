@@ -101,7 +101,7 @@ class SmartCharging:
         for t in instants:
             limit = self.limit_at(t, connector=payload["connectorId"])
             limit = self.c.model["rated_current_a"] if limit is None else limit
-            if not periods or periods[-1]["limit"] != limit:
+            if not periods or (periods[-1]["limit"] != limit and self.c.defect != "composite-now-only"):
                 periods.append({"startPeriod": int((t - start).total_seconds()), "limit": limit})
         return {"status": "Accepted", "connectorId": payload["connectorId"], "scheduleStart": iso(start),
                 "chargingSchedule": {"duration": duration, "chargingRateUnit": "A",
@@ -219,7 +219,7 @@ class SmartCharging:
     def _schedule_start(self, prof: dict, when: datetime) -> datetime | None:
         schedule, kind = prof["chargingSchedule"], prof["chargingProfileKind"]
         if kind == "Relative":  # from the transaction's start; one still to start starts now
-            return self.tx_started or when
+            return when if self.c.defect == "relative-from-now" else self.tx_started or when
         first = parse_utc(schedule["startSchedule"]) if "startSchedule" in schedule else None
         if kind == "Recurring" and first is not None and when >= first:
             every = RECURRENCE[prof["recurrencyKind"]]

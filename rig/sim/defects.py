@@ -91,9 +91,16 @@ CATALOGUE: dict[str, Defect] = {
                "without Authorize.req, so an invalid idTag charges", ("OCPP-11",)),
         Defect("invalid-id-charges-on", "keeps charging when StartTransaction.conf says the idTag is Invalid "
                "(StopTransactionOnInvalidId true)", ("OCPP-12",)),
+        Defect("invalid-id-false-charges-on", "an idTag refused at start with StopTransactionOnInvalidId false: "
+               "the transaction stays open (right) and energy keeps flowing (OCPP 1.6 4.8: only energy stops)",
+               ("OCPP-12",)),
         Defect("unlock-while-charging", "answers UnlockConnector Unlocked while the transaction runs on: the "
                "socket is released under load", ("OCPP-13",), model="PS7-S"),
         Defect("smart-period-late", "applies each charging-schedule period 30 s after it begins", ("OCPP-14",)),
+        Defect("relative-from-now", "a Relative charging profile counts from each moment the unit looks, not from "
+               "the session's start: it never leaves its first period", ("OCPP-14",)),
+        Defect("composite-now-only", "GetCompositeSchedule reports the limit in force now as one period for the "
+               "whole duration, not the coming changes", ("OCPP-15",)),
         Defect("smart-max-profile-ignored", "ignores the ChargePointMaxProfile whenever a TxDefaultProfile or "
                "TxProfile is set", ("OCPP-15",)),
         Defect("smart-lowest-stack-wins", "of two profiles of one purpose applies the lower stackLevel", ("OCPP-15",)),

@@ -85,6 +85,29 @@ def test_an_idtag_refused_at_start_stops_the_transaction(ready):
     check_no_energy(rig, later, "after the DeAuthorized stop")
 
 
+@pytest.mark.req("OCPP-12")
+def test_an_idtag_refused_at_start_without_stop_on_invalid_id_keeps_the_transaction_and_stops_energy(ready):
+    """StopTransactionOnInvalidId false (OCPP 1.6 4.8): only energy delivery stops; the transaction
+    stays open until it ends another way (here: unplugging)."""
+    rig = ready
+    rig.configure("StopTransactionOnInvalidId", "false")
+    rig.central.script("StartTransaction", reject())
+    mark = rig.clock.now()
+    plug_and_ask(rig)
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s") + 5.0, after=mark)
+    tx = transaction_id(rig, start.time)
+    check_energy_off(rig, start.time, "energy off after StartTransaction.conf Invalid (StopTransactionOnInvalidId false)")
+    later = rig.clock.now()
+    check_no_energy(rig, later, "the refused idTag's transaction, still open")
+    stops = sent_since(rig, "StopTransaction", start.time)
+    assert not stops, (f"StopTransactionOnInvalidId false, yet the unit stopped transaction {tx}: "
+                       f"{stops[0].payload}; OCPP 1.6 4.8 keeps it open and stops only the energy")
+    unplugged = rig.clock.now()
+    rig.ev.unplug()
+    stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=unplugged)
+    assert stop.payload["transactionId"] == tx, stop.payload
+
+
 @pytest.mark.req("OCPP-13")
 @pytest.mark.connector("socket")
 def test_unlock_on_a_socket_stops_the_transaction_first(charging):

@@ -86,6 +86,62 @@ def test_the_offer_follows_each_period_of_the_schedule(charging, no_profiles):
     offers_at(rig, rig.clock.now(), rated(rig), "after ClearChargingProfile")
 
 
+@pytest.mark.req("OCPP-14")
+def test_a_relative_schedule_counts_from_the_start_of_the_session(ready, no_profiles):
+    """OCPP 1.6 7.12 Relative: periods count from a start point of the session the unit decides
+    (plug-in or the transaction's start, both allowed here), not from each moment it looks."""
+    rig = ready
+    plugged = rig.clock.now()
+    asked = plug_and_ask(rig)
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s") + 5.0, after=plugged)
+    assert wait_l1(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0, poll_s=0.05) is not None, "no energy"
+    rig.ev.follow_pwm()
+    rig.clock.sleep(60.0, "a minute into the session")
+    change_s = int(rig.clock.now() - plugged) + 120  # two minutes from now, counted from the session's start
+    install(rig, 1, schedule_profile(41, "TxDefaultProfile", 0, [(0, 16), (change_s, 10)], kind="Relative"))
+    offers_at(rig, rig.clock.now(), 16, "a Relative profile's first period")
+    still_offers_before(rig, plugged + change_s, 16, f"before {change_s} s into the session")
+    offers_at(rig, max(start.time, asked) + change_s, 10, f"{change_s} s into the session: the second period")
+    unplug(rig)
+
+
+def composite(rig, duration_s: int) -> dict:
+    reply = rig.central.call("GetCompositeSchedule", {"connectorId": 1, "duration": duration_s,
+                                                      "chargingRateUnit": "A"}, cp_id=rig.cp_id)
+    assert reply["status"] == "Accepted", f"GetCompositeSchedule: {reply}"
+    return reply
+
+
+def composite_limit_at(schedule: dict, t_s: float) -> float | None:
+    """The limit a GetCompositeSchedule answer gives `t_s` seconds after its scheduleStart."""
+    periods = [p for p in schedule["chargingSchedulePeriod"] if p["startPeriod"] <= t_s]
+    return periods[-1]["limit"] if periods else None
+
+
+@pytest.mark.req("OCPP-15")
+@pytest.mark.parametrize("duration_s", [600, 900])  # ending where a period starts, and after it
+def test_the_composite_schedule_follows_each_coming_period(charging, no_profiles, duration_s):
+    rig = charging
+    periods = [(0, 16), (300, 10), (600, 20)]
+    # the schedule starts at the unit's own "now" in whole seconds (its first answer says when), so
+    # that asked again at once the 600 s case ends exactly where the third period starts
+    profile_start = ocppj.parse_time(composite(rig, 60)["scheduleStart"])
+    install(rig, 1, schedule_profile(42, "TxDefaultProfile", 0, periods, start=profile_start))
+    reply = composite(rig, duration_s)
+    schedule = reply["chargingSchedule"]
+    offset = (ocppj.parse_time(reply["scheduleStart"]) - profile_start).total_seconds()
+    late = [p["startPeriod"] for p in schedule["chargingSchedulePeriod"] if p["startPeriod"] >= duration_s]
+    assert not late, f"periods starting at {late} s, at or after the {duration_s} s asked for: {schedule}"
+    margin = rig.limit("ocpp.charging_profile_apply_max_s")
+    for t in range(0, duration_s, 30):  # sampled away from the boundaries: the answer is in whole seconds
+        if any(abs(t + offset - s) <= margin for s, _ in periods):
+            continue
+        wanted = [a for s, a in periods if s <= t + offset][-1]
+        got = composite_limit_at(schedule, t)
+        assert got is not None and abs(got - wanted) < 0.05, (
+            f"GetCompositeSchedule gives {got} A at {t} s after its start, the installed schedule {wanted} A: {schedule}")
+
+
 @pytest.mark.req("OCPP-15")
 def test_stacking_purposes_and_the_composite_schedule(charging, no_profiles):
     rig = charging
