@@ -297,7 +297,8 @@ class ModeController:
         power = M.sense_power_kw(self.c.offered_current_a(plan=True), nominal_v, self.c.model["phases"])
         return M.plan_sense(self.tariff, energy_kwh, self.target.ready_by, now, power,
                             respect_ready_by=self.defect != "sense-ignores-ready-by",
-                            fill_after_ready_by=self.defect == "sense-short-fills-after-ready-by")
+                            fill_after_ready_by=self.defect == "sense-short-fills-after-ready-by",
+                            spare_slot_when_exact=self.defect == "sense-spare-slot-when-exact")
 
     def energy_started(self) -> None:
         """The contactor has closed: in Sense, start watching the delivered energy."""

@@ -263,6 +263,7 @@ def plan_sense(
     power_kw: float,
     respect_ready_by: bool = True,
     fill_after_ready_by: bool = False,
+    spare_slot_when_exact: bool = False,
 ) -> SensePlan:
     """The contract's planning rule.
 
@@ -276,7 +277,8 @@ def plan_sense(
     slot_kwh = power_kw * SLOT.total_seconds() / 3600.0
     if slot_kwh <= 0:
         return SensePlan((), power_kw, 0.0, 0.0, False)
-    n = max(1, math.ceil(energy_kwh / slot_kwh - 1e-9))
+    # an exact 3.0000000000000004 is three slots (the known-bad planner rounds up with a margin)
+    n = max(1, math.ceil(energy_kwh / slot_kwh + (1e-6 if spare_slot_when_exact else -1e-9)))
     if len(candidates) < n and fill_after_ready_by:  # the known-bad planner: tops up with later slots
         later = sorted((s for s in tariff if s.start >= boundary and s not in candidates), key=lambda s: (s.price, s.start))
         candidates = sorted(candidates + later[:n - len(candidates)], key=lambda s: s.start)

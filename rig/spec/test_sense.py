@@ -95,9 +95,11 @@ PRICES = [30.0, 28.0, 24.5, 12.0, 15.0, 9.5, 9.5, 14.0, 22.0, 7.5]  # 18:00 .. 2
 
 
 @pytest.mark.req("MODE-06", "LED-09")
-def test_sense_plan_is_the_cheapest_feasible_and_charging_follows_it(ready):
+@pytest.mark.parametrize("slots_of_energy", [2.6, 3.0], ids=["last-slot-partial", "exactly-three-slots"])
+def test_sense_plan_is_the_cheapest_feasible_and_charging_follows_it(ready, slots_of_energy):
     """Ten half-hour slots from 18:00, ready by 22:30 (the 7.5 p slot after it must not be used),
-    an energy needing several slots on either model."""
+    an energy needing several slots on either model: three with the last partial, and exactly
+    three full ones (a planner that rounds the computed 3.0000000000000004 up plans a fourth)."""
     rig = ready
     prepare(rig)
     rig.set_time(MONDAY_EVENING)
@@ -105,7 +107,7 @@ def test_sense_plan_is_the_cheapest_feasible_and_charging_follows_it(ready):
     ready_by = uk_time(2026, 1, 12, 22, 30).astimezone(timezone.utc)
     tariff = tariff_from(start, PRICES)
     slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
-    energy = round(2.6 * slot_kwh, 3)  # three slots, the last one partial
+    energy = round(slots_of_energy * slot_kwh, 3)
     send_tariff_and_target(rig, tariff, energy, ready_by)
     start_kwh = rig.meter.energy_kwh()
     planned_at = rig.time.now()
