@@ -298,7 +298,8 @@ class ModeController:
         return M.plan_sense(self.tariff, energy_kwh, self.target.ready_by, now, power,
                             respect_ready_by=self.defect != "sense-ignores-ready-by",
                             fill_after_ready_by=self.defect == "sense-short-fills-after-ready-by",
-                            spare_slot_when_exact=self.defect == "sense-spare-slot-when-exact")
+                            spare_slot_when_exact=self.defect == "sense-spare-slot-when-exact",
+                            counts_begun_slot=self.defect == "sense-plans-begun-slot")
 
     def energy_started(self) -> None:
         """The contactor has closed: in Sense, start watching the delivered energy."""

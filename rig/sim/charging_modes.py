@@ -264,6 +264,7 @@ def plan_sense(
     respect_ready_by: bool = True,
     fill_after_ready_by: bool = False,
     spare_slot_when_exact: bool = False,
+    counts_begun_slot: bool = False,
 ) -> SensePlan:
     """The contract's planning rule.
 
@@ -273,6 +274,8 @@ def plan_sense(
     candidates, the remainder in the chronologically last. Too few candidates: all of them.
     """
     boundary = next_half_hour(now)
+    if counts_begun_slot and boundary > now:  # the known-bad planner: the slot under way counts as whole
+        boundary -= SLOT
     candidates = [s for s in tariff if s.start >= boundary and (s.end <= ready_by or not respect_ready_by)]
     slot_kwh = power_kw * SLOT.total_seconds() / 3600.0
     if slot_kwh <= 0:

@@ -65,6 +65,8 @@ CATALOGUE: dict[str, Defect] = {
                "up with the cheapest slots after it", ("MODE-06",)),
         Defect("sense-spare-slot-when-exact", "Sense plans one slot more than needed when the energy is an exact "
                "number of slots (the slot count rounded up with a margin)", ("MODE-06",)),
+        Defect("sense-plans-begun-slot", "Sense counts the half-hour slot already under way as a whole slot it can "
+               "still charge in", ("MODE-06",)),
         Defect("manual-starts-on-plug-in", "Manual mode charges on plug-in without a remote start", ("MODE-08",)),
         Defect("locked-delivers-energy", "a locked unit (orange) still charges a plugged-in vehicle", ("LOCK-01",)),
         Defect("locked-no-pulse", "a locked unit shows orange solid instead of orange pulsing with a vehicle plugged in", ("LED-11",)),

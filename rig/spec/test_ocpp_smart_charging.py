@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from rig.instruments import ocppj
+from rig.instruments.central_system.messages import CallErrorReceived
 from rig.spec.steps import check_no_energy, check_offered_duty, clock_at, plug_and_ask, set_mode, transaction_id, unplug, wait_l1
 
 def schedule_profile(pid: int, purpose: str, stack: int, periods: list[tuple[int, float]], kind: str = "Absolute",
@@ -167,6 +168,25 @@ def test_stacking_purposes_and_the_composite_schedule(charging, no_profiles):
     offers_at(rig, rig.clock.now(), 24, "after the two Rejected profiles")
     check_stack_level_bounds(rig)
     check_unclaimed_rate_unit_refused(rig)
+    check_empty_schedule_refused(rig)
+    offers_at(rig, rig.clock.now(), 24, "after the refused profiles")
+
+
+def check_empty_schedule_refused(rig) -> None:
+    """A schedule without periods (schema-valid: the 1.6 schema sets no minimum) has no limit to
+    apply: not Accepted, whether as Rejected or as a CallError about the payload."""
+    empty = schedule_profile(20, "TxDefaultProfile", 4, [])
+    try:
+        status = set_profile(rig, 1, empty)
+    except CallErrorReceived as err:
+        assert err.code in PAYLOAD_ERRORS, f"SetChargingProfile without periods: CallError {err.code}"
+        return
+    assert status == "Rejected", f"SetChargingProfile without periods: {status}"
+
+
+#: CallErrors that say "this payload cannot be honoured" (OCPP-J 4.2.3)
+PAYLOAD_ERRORS = {"FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
+                  "OccurrenceConstraintViolation", "TypeConstraintViolation"}
 
 
 def check_unclaimed_rate_unit_refused(rig) -> None:

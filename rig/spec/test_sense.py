@@ -150,6 +150,25 @@ def test_target_out_of_reach_charges_every_candidate(ready, slots_after_ready_by
 
 
 @pytest.mark.req("MODE-06")
+def test_slots_already_begun_are_not_planned(ready):
+    """Planned at 17:40 with tariff data from 17:00, the 17:00 and 17:30 slots the cheapest of all:
+    the one that is over and the one already begun cannot deliver a slot's energy, so the plan
+    starts at 18:00 (the reference's rule: slots from the next half-hour boundary)."""
+    rig = ready
+    prepare(rig)
+    rig.set_time(MONDAY_EVENING)
+    tariff = tariff_from(uk_time(2026, 1, 12, 17, 0), [1.0, 1.5] + PRICES[:6])
+    ready_by = tariff[-1].start + ref.SLOT
+    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    energy = round(2.6 * slot_kwh, 3)
+    send_tariff_and_target(rig, tariff, energy, ready_by)
+    planned_at = rig.time.now()
+    want = reference_plan(rig, tariff, planned_at, ready_by, energy)
+    assert want.feasible and min(want.slots) >= uk_time(2026, 1, 12, 18, 0), "test data"
+    check_plan(rig, unit_plan(rig), want)
+
+
+@pytest.mark.req("MODE-06")
 @pytest.mark.parametrize("data", ['{"slots": [{"start": "yesterday", "price": 5}]}', "not json",
                                   '{"slots": [{"start": "2026-01-12T18:00:00Z"}]}',
                                   # a price that is not a number, and slots off the half-hour grid
