@@ -302,7 +302,7 @@ class UnitNetwork:
             then()
 
         def timed_out() -> None:
-            if tries > 1:
+            if tries > 1 or self.defect == "ntp-required":  # (the defect asks until it is answered)
                 self._ntp_query(address, then, tries - 1)
             else:
                 self._note("NTP: no answer")

@@ -141,6 +141,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("dns-no-address-final", "a DNS server that knows the name but has no address for it ends the "
                "lookup: the unit never asks the next server and never connects", ("NET-02",)),
         Defect("ntp-wrong-server", "takes its time from a hard-coded NTP server, not pool.ntp.org", ("NET-01", "NET-03")),
+        Defect("ntp-required", "asks pool.ntp.org until it answers before connecting: with UDP 123 blocked the "
+               "unit never registers although its clock is right", ("NET-03",)),
         Defect("debug-port-listening", "leaves a debug console listening on TCP 2323", ("NET-01",)),
         Defect("tls-no-verify", "does not verify the central system's TLS certificate", ("SEC-01",)),
         Defect("unsigned-firmware-installed", "installs a firmware image whose signature does not verify", ("FW-02",)),

@@ -120,6 +120,27 @@ def test_wrong_clock_blocks_authentication_until_ntp_corrects_it(net):
     rig.await_ready()
 
 
+@pytest.mark.req("NET-03")
+def test_an_unreachable_time_server_does_not_keep_a_unit_with_a_right_clock_offline(net):
+    """NTP corrects a wrong clock; it is not a condition for connecting. A site firewall that drops
+    UDP 123 must not leave a unit with a right clock unregistered for ever."""
+    rig = net
+    ntp = rig.network.ntp
+    ntp.set_mode("silent")
+    mark, t0 = rig.central.mark(), rig.clock.now()
+    rig.power_cycle()
+    allowed = rig.limit("boot.self_test_max_s") + rig.limit("boot.accept_max_s") + rig.limit("net.ntp_unreachable_max_s")
+    try:
+        boot = rig.central.wait_for("BootNotification", timeout=allowed, after=mark)
+    except CentralSystemTimeout:
+        raise ChargerFailure(f"with pool.ntp.org unreachable and its clock right the unit did not register within "
+                             f"{allowed:g} s ({rig.source_of('net.ntp_unreachable_max_s')})") from None
+    assert ntp.queries(since=t0), "the unit registered without asking pool.ntp.org for the time at boot"
+    rig.check_limit("registered with NTP unreachable, after the self-test", boot.time - t0 - rig.limit("boot.self_test_max_s"),
+                    high="net.ntp_unreachable_max_s", resolution=rig.clock.resolution_s)
+    rig.await_ready()
+
+
 @pytest.mark.req("NET-04")
 def test_traffic_of_one_charge_cycle(net):
     rig = net
