@@ -66,7 +66,7 @@ TARGETS = {
 }
 #: files whose code depends on the model: each mutant runs on the rig file's model (None) and these,
 #: and is killed if any run fails. Which models open protective earth on a PEN fault is decided in
-#: charger_safety.py, and the rig file's PS7 is not the export variant that keeps it (PEN-07).
+#: charger_safety.py, and the rig file's PS22-S is not the export variant that keeps it (PEN-07).
 MODELS: dict[str, tuple[str | None, ...]] = {"charger_safety.py": (None, "PS22-E")}
 SWAP_OPS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==", "+": "-", "-": "+"}
 SWAP_NAMES = {"and": "or", "or": "and", "True": "False", "False": "True"}

@@ -333,6 +333,8 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
             self._set_generator("steady")
             if self.contactor_closed:
                 self._later("pause-open", T.PAUSE_OPEN_S, lambda: self._open_contactor(0, "pause"))
+        elif self.defect == "pause-restarts-on-update" and "pause-open" in self._timers:
+            self._later("pause-open", T.PAUSE_OPEN_S, lambda: self._open_contactor(0, "pause"))  # the bug
         self._report_status()
         self._update_led()
 

@@ -23,6 +23,8 @@ CATALOGUE: dict[str, Defect] = {
     for d in [
         Defect("duty-offset", "PWM duty 3 % points above the offered current's duty", ("CP-06", "CP-02")),
         Defect("slow-open-c-to-b", "contactor opens 250 ms after the vehicle goes from C to B", ("CP-04",)),
+        Defect("pause-restarts-on-update", "the wait before opening under load after the PWM stops starts again at "
+               "every re-evaluation: a limit repeated every 2 s keeps the contactor closed", ("MODE-09",)),
         Defect("wrong-led-charging", "shows green solid instead of green pulsing while charging", ("LED-07",)),
         Defect("stuck-white", "never leaves white solid after the BootNotification is accepted", ("BOOT-01", "LED-05")),
         Defect("ignores-current-limit", "offers its 32 A rating and ignores the configured current limit", ("CP-06", "MTR-03")),

@@ -76,6 +76,20 @@ def stop_by_site_limit(rig) -> tuple[float, str]:
     return rig.clock.now(), "cp.pause_open_max_s"
 
 
+#: an energy manager that repeats its limit this often (a period of its own, not a product figure):
+#: shorter than the pause the unit waits before opening under load, so a wait that restarts at
+#: every update never ends
+LIMIT_REPEAT_S = 2.0
+
+
+def stop_by_repeated_site_limit(rig) -> tuple[float, str]:
+    t = rig.clock.now()
+    for _ in range(int(rig.limit("cp.pause_open_max_s") // LIMIT_REPEAT_S) + 1):
+        rig.configure(rig.profile["ocpp"]["config_site_limit"], 0)
+        rig.clock.sleep(LIMIT_REPEAT_S, "the site limit of 0 A sent again")
+    return t, "cp.pause_open_max_s"
+
+
 def stop_by_lock(rig) -> tuple[float, str]:
     t = rig.clock.now()
     lock(rig, True)
@@ -83,7 +97,8 @@ def stop_by_lock(rig) -> tuple[float, str]:
 
 
 STOPS = {"vehicle stops asking": stop_by_vehicle, "remote stop": stop_by_remote,
-         "site limit 0": stop_by_site_limit, "lock": stop_by_lock}
+         "site limit 0": stop_by_site_limit, "site limit 0 repeated": stop_by_repeated_site_limit,
+         "lock": stop_by_lock}
 
 
 @pytest.mark.req("MODE-09")

@@ -95,11 +95,13 @@ PRICES = [30.0, 28.0, 24.5, 12.0, 15.0, 9.5, 9.5, 14.0, 22.0, 7.5]  # 18:00 .. 2
 
 
 @pytest.mark.req("MODE-06", "LED-09")
-@pytest.mark.parametrize("slots_of_energy", [2.6, 3.0], ids=["last-slot-partial", "exactly-three-slots"])
+@pytest.mark.parametrize("slots_of_energy", [2.6, 3.0, 0.1], ids=["last-slot-partial", "exactly-three-slots",
+                                                                     "a-tenth-of-a-slot"])
 def test_sense_plan_is_the_cheapest_feasible_and_charging_follows_it(ready, slots_of_energy):
     """Ten half-hour slots from 18:00, ready by 22:30 (the 7.5 p slot after it must not be used),
-    an energy needing several slots on either model: three with the last partial, and exactly
-    three full ones (a planner that rounds the computed 3.0000000000000004 up plans a fourth)."""
+    an energy needing several slots on either model: three with the last partial, exactly three
+    full ones (a planner that rounds the computed 3.0000000000000004 up plans a fourth), and a
+    top-up well under a kilowatt-hour (charged in one slot, stopping at the target)."""
     rig = ready
     prepare(rig)
     rig.set_time(MONDAY_EVENING)
