@@ -4,7 +4,7 @@ Relays on GPIO outputs switch the vehicle's CP resistors (states A-E), short the
 diode and select a PP resistance from a ladder; a comparator on CP gives edges for
 frequency and duty; an MCP3208 reads CP's positive and negative peak detectors; opto
 inputs tell whether L1-L3 and N are live at the vehicle connector and whether PE is
-continuous, which is how the rig times contactor events.
+continuous, which is how the rig times contactor events (rig.instruments.pilot_sense).
 
 The same code drives a real Pi (pigpio remotely from a PC, or lgpio / RPi.GPIO on the
 Pi itself) and the emulated bench (`rig.sim.gpio.BenchPinFactory`, a gpiozero
@@ -23,14 +23,15 @@ from statistics import fmean
 from typing import Callable, Protocol
 
 from gpiozero import InputDevice, OutputDevice
-from gpiozero.exc import GPIOZeroError
 
 from rig.product import cp
 from rig.core.clock import Clock
 from rig.core.errors import InstrumentError, SafeStateError
 from rig.instruments import pigpio_link
 from rig.instruments.pigpio_link import DEFAULT_COMMAND_TIMEOUT_S
-from rig.core.retry import TRANSIENT, with_retries
+from rig.core.retry import with_retries
+from rig.instruments.pilot_sense import (  # noqa: F401 (names the box's users import from here)
+    GPIO_TRANSIENT, SENSE, ContactSense, ContactSensing, SenseCallback)
 
 #: relays switched on in each vehicle state (everything else off)
 STATE_RELAYS: dict[str, frozenset[str]] = {
@@ -43,14 +44,9 @@ STATE_RELAYS: dict[str, frozenset[str]] = {
 CP_RELAYS = ("cp_b", "cp_c", "cp_d", "cp_e")
 PP_SELECT = ("pp_select_0", "pp_select_1", "pp_select_2")
 RELAYS = CP_RELAYS + ("diode_bypass",) + PP_SELECT
-SENSE = ("sense_l1", "sense_l2", "sense_l3", "sense_n", "sense_pe")
 
-GPIO_TRANSIENT = TRANSIENT + (GPIOZeroError, RuntimeError)
 ADC_SPREAD_LIMIT_V = 1.0  # readings of one channel further apart than this: a bad SPI link
 DEFAULT_ADC_SAMPLES = 3  # per channel and measurement (bit-banged SPI on the mock is slow-ish)
-
-SenseCallback = Callable[[float, str, bool], None]  # (clock time s, pin name, value)
-
 
 @dataclass(frozen=True)
 class CpMeasurement:
@@ -66,17 +62,6 @@ class CpMeasurement:
     window_s: float
     ev_reading: str  # rig.cp meaning of the duty: current / digital / error / no-charging
     level_state: str | None  # state letter whose detection band holds high_v (rig.cp)
-
-
-@dataclass(frozen=True)
-class ContactSense:
-    """What is live / continuous at the vehicle connector; None where the bench has no sensor."""
-
-    l1: bool | None
-    l2: bool | None
-    l3: bool | None
-    n: bool | None
-    pe: bool | None
 
 
 class PilotSignalBox(Protocol):
@@ -107,7 +92,7 @@ def _tick_resolution(factory) -> float:
     return time.get_clock_info("monotonic").resolution  # local factories stamp with monotonic()
 
 
-class PilotBox:
+class PilotBox(ContactSensing):
     """Driver for the pilot-signal box. Config: the rig file's [pilot] section.
 
     Keys read: pin_factory (mock | pigpio | lgpio | rpigpio), host, port (pigpio), chip
@@ -444,89 +429,3 @@ class PilotBox:
         if span <= 0:
             return None, None
         return (len(rises) - 1) / span, high_time / span
-
-    # -- contact sense ---------------------------------------------------------------------
-    def sense(self) -> ContactSense:
-        self._require_open()
-
-        def read(name: str) -> bool | None:
-            device = self._sense.get(name)
-            if device is None:
-                return None
-            return with_retries(self.name, f"read {name}", lambda: bool(device.is_active), transient=GPIO_TRANSIENT)
-
-        return ContactSense(*(read(name) for name in SENSE))
-
-    def _sense_handler(self, name: str) -> Callable[[object, int], None]:
-        active_level = self._sense_active_level
-
-        def changed(ticks, state) -> None:
-            self._on_sense_edge(name, ticks, bool(state) == active_level)
-
-        return changed
-
-    def _on_sense_edge(self, name: str, ticks, value) -> None:
-        anchor_ticks, anchor_t = self._anchor
-        # rounded to the tick grid: float noise must not put an edge before an instant it
-        # happened at (the emulated bench's edges land exactly on clock.now() values)
-        t = round(anchor_t + self.factory.ticks_diff(ticks, anchor_ticks), self._tick_decimals)
-        event = (t, name, bool(value))
-        with self._lock:
-            self._events.append(event)
-            # re-anchor on every edge: pigpio ticks wrap after 71.6 min, so anchors stay recent
-            self._anchor = (ticks, t)
-            watchers = list(self._watchers)
-        for fn in watchers:
-            fn(*event)
-
-    def watch_sense(self, callback: SenseCallback) -> Callable[[], None]:
-        """Call `callback(t_s, pin_name, value)` on every sense edge; returns an unsubscribe function."""
-        with self._lock:
-            self._watchers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._watchers:
-                    self._watchers.remove(callback)
-
-        return unsubscribe
-
-    on_output_change = watch_sense  # the name the charger-facing tests think in
-
-    def sense_events(self) -> list[tuple[float, str, bool]]:
-        """(clock time s, pin name, value) of every sense edge since `clear_sense_events()`."""
-        with self._lock:
-            return list(self._events)
-
-    def clear_sense_events(self) -> None:
-        with self._lock:
-            self._events = []
-            if self.factory is not None:
-                self._anchor = (self.factory.ticks(), self.clock.now())
-
-    def wait_sense(self, name: str, value: bool, timeout_s: float, poll_s: float = 0.01) -> float | None:
-        """Wait until `name` reads `value`; returns the time of the edge that got it there
-        (exact, from the pin's timestamp, not the poll), or None on timeout.
-
-        If the pin already reads `value`, that is the time of its last recorded edge
-        (or now, when the edge happened before `clear_sense_events()`).
-        """
-        self._require_open()
-        if self._sense_value(name) == value:
-            mine = [(t, v) for t, pin, v in self.sense_events() if pin == name]
-            return mine[-1][0] if mine and mine[-1][1] == value else self.clock.now()
-        seen = len(self.sense_events())
-
-        def arrived() -> float | None:
-            for t, pin, v in self.sense_events()[seen:]:
-                if pin == name and v == value:
-                    return t
-            return None
-
-        found = self.clock.wait_until(lambda: arrived() is not None, timeout_s, poll_s,
-                                      f"waiting for {name}={int(value)}")
-        return None if found is None else arrived()
-
-    def _sense_value(self, name: str) -> bool | None:
-        device = self._sense.get(name)
-        return None if device is None else bool(device.is_active)

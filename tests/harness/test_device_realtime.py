@@ -123,15 +123,24 @@ def test_ocpp_conformance_cases_in_real_time_against_the_device(tmp_path):
         assert run.json("run.json")["rig"]["bench"] == "real"
 
 
-def test_a_device_killed_mid_test_is_a_rig_fault_naming_the_instrument(tmp_path):
+def start_eol_until_the_vehicle_is_driven(tmp_path) -> tuple[DeviceProcess, subprocess.Popen, object]:
+    """A device and an end-of-line run against it, returned once the first test has put the
+    vehicle in state B or C through the pilot box: a bench fault from then on hits a test mid-way."""
     dev = DeviceProcess(tmp_path).start()
     reports = tmp_path / "reports"
     harness = subprocess.Popen(pytest_cmd(eol_args(dev), reports), cwd=PROJECT, env=child_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = dev.wait_for_truth(lambda e: e["event"] == "vehicle" and e["state"] in ("B", "C"), timeout_s=120)
+    if seen is None:
+        harness.kill()
+        dev.stop(signal.SIGKILL)
+        pytest.fail("the harness never drove the vehicle", pytrace=False)
+    return dev, harness, reports
+
+
+def test_a_device_killed_mid_test_is_a_rig_fault_naming_the_instrument(tmp_path):
+    dev, harness, reports = start_eol_until_the_vehicle_is_driven(tmp_path)
     try:
-        # the first test drives the vehicle: once the pilot box has put it in state B, pull the plug
-        seen = dev.wait_for_truth(lambda e: e["event"] == "vehicle" and e["state"] in ("B", "C"), timeout_s=120)
-        assert seen is not None, "the harness never drove the vehicle"
         dev.stop(signal.SIGKILL)
         out, _ = harness.communicate(timeout=300)
     finally:
@@ -149,13 +158,8 @@ def test_a_bench_that_hangs_mid_test_ends_in_a_rig_fault_not_a_hung_run(tmp_path
     """Every instrument stops answering at once (the device process stopped with SIGSTOP: sockets
     and ptys stay open, nothing answers), as when a bench's Pi and adapters hang. pigpio's client
     alone would wait for ever; the run must end, in a rig fault, within the instruments' bounds."""
-    dev = DeviceProcess(tmp_path).start()
-    reports = tmp_path / "reports"
-    harness = subprocess.Popen(pytest_cmd(eol_args(dev), reports), cwd=PROJECT, env=child_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dev, harness, reports = start_eol_until_the_vehicle_is_driven(tmp_path)
     try:
-        seen = dev.wait_for_truth(lambda e: e["event"] == "vehicle" and e["state"] in ("B", "C"), timeout_s=120)
-        assert seen is not None, "the harness never drove the vehicle"
         dev.proc.send_signal(signal.SIGSTOP)
         hung_at = time.monotonic()
         try:
