@@ -61,7 +61,8 @@ TARGETS = {
     "charger_config.py": ("ops", "mode"),  # factory configuration: OCPP keys, the random delay default maximum
     "charger_firmware.py": ("ops",),
     "firmware_timing.py": ("ops", "pen", "rcd"),
-    "charger_network.py": ("ops",),  # resolver order, time source, certificate and signature checks
+    "charger_network.py": ("ops",),  # resolver order, time source, certificate checks, what it connects to
+    "charger_network_firmware.py": ("ops",),  # firmware over HTTPS, the signature check (FW-02)
     "charger_metering.py": ("mtr", "ops"),  # MeterValues at their interval: OCPP-10
 }
 #: files whose code depends on the model: each mutant runs on the rig file's model (None) and these,

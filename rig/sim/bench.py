@@ -118,7 +118,8 @@ class EmulatedBench:
         """Wire the emulated unit to the rig's network services: the link (routes and capture) and
         the unit's stack, with the rig CA as its trust anchor and the rig's firmware key (a unit
         in factory test mode). `central_url` is what the unit is commissioned with."""
-        from rig.sim.charger_network import UnitNetwork, attach_firmware_download
+        from rig.sim.charger_network import UnitNetwork
+        from rig.sim.charger_network_firmware import attach_firmware_download
         from rig.sim.emulated_link import EmulatedLink
 
         net = network.config
