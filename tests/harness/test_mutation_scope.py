@@ -98,12 +98,17 @@ def test_the_nth_field_tells_two_equal_tokens_on_a_line_apart():
     assert [mutation_score.equivalent_entry(m, source, entries) is not None for m in ms] == [False, True]
 
 
-def test_a_constant_only_the_defects_branch_reads_is_defect_only_and_one_the_good_unit_reads_is_not():
+def spans_of_emulation_file(name: str) -> tuple[list, list[str]]:
+    """The rule's defect-only spans of rig/sim/`name` (functions and constants judged across rig/)."""
     package = mutation_score.PROJECT / "rig"
-    source = (package / "sim" / "charger_smart.py").read_text()
-    spans = mutation_scope.defect_only_by_file({"charger_smart.py": source}, package,
-                                               mutation_scope.known_defects(mutation_score.PROJECT))["charger_smart.py"]
-    lines = source.splitlines()
+    source = (package / "sim" / name).read_text()
+    spans = mutation_scope.defect_only_by_file({name: source}, package,
+                                               mutation_scope.known_defects(mutation_score.PROJECT))[name]
+    return spans, source.splitlines()
+
+
+def test_a_constant_only_the_defects_branch_reads_is_defect_only_and_one_the_good_unit_reads_is_not():
+    spans, lines = spans_of_emulation_file("charger_smart.py")
 
     def at(text: str) -> tuple[int, int]:
         i = next(i for i, line in enumerate(lines) if line.startswith(text))
@@ -114,11 +119,7 @@ def test_a_constant_only_the_defects_branch_reads_is_defect_only_and_one_the_goo
 
 
 def test_a_helper_only_the_defects_branch_calls_is_defect_only_and_one_the_good_unit_calls_is_not():
-    package = mutation_score.PROJECT / "rig"
-    source = (package / "sim" / "charger_network.py").read_text()
-    spans = mutation_scope.defect_only_by_file({"charger_network.py": source}, package,
-                                               mutation_scope.known_defects(mutation_score.PROJECT))["charger_network.py"]
-    lines = source.splitlines()
+    spans, lines = spans_of_emulation_file("charger_network.py")
 
     def body_line(function: str, text: str) -> tuple[int, int]:
         start = next(i for i, line in enumerate(lines) if f"def {function}(" in line)
