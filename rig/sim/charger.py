@@ -448,7 +448,7 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
         """Unplugging acknowledges a pilot fault, and an RCD trip once the residual current is gone."""
         if self.fault_kind in ("diode", "state_e"):
             self.clear_fault(self.fault_kind)
-        elif self.fault_kind == "rcd" and not self.rcd.fault_persists():
+        elif self.fault_kind == "rcd" and (not self.rcd.fault_persists() or self.defect == "rcd-unplug-clears-persisting"):
             self.clear_fault("rcd")
 
     def _check_diode(self) -> None:

@@ -192,6 +192,8 @@ class ChargerOperations:
     def _ocpp_RemoteStopTransaction(self, payload: dict) -> dict:
         s = self.session
         known = s is not None and (s.transaction_id == payload["transactionId"] or self.defect == "remote-stop-any-id")
+        if known and s.stopped and self.defect != "remote-stop-ended-accepted":
+            known = False  # ended: no longer a transaction the unit has (the vehicle may still be plugged in)
         if not known:  # OCPP 1.6 5.12: a transaction it does not have is Rejected
             return {"status": "Rejected"}
         self._later("remote-stop", 0.0, lambda: self._stop_transaction("Remote"))

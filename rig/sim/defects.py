@@ -37,6 +37,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("rcd-threshold-8ma", "the DC detector does not trip below 8 mA", ("RCD-01", "RCD-05")),
         Defect("rcd-blind-after-power-up", "the DC detector looks only when the residual current changes: one "
                "that flowed through a power loss is not seen after power-up, and the unit charges", ("RCD-06",)),
+        Defect("rcd-unplug-clears-persisting", "unplugging acknowledges a residual-current trip even while the residual "
+               "current persists: the next vehicle charges with it flowing", ("RCD-06",)),
         Defect("pen-slow-trip", "PEN protection opens 6 s after the voltage leaves the window", ("PEN-01",)),
         Defect("pen-window-wide", "PEN window 206-254 V instead of 207-253 V (a threshold 1 V off)", ("PEN-01",)),
         Defect("pen-no-ride-through", "PEN protection trips on a 3 s excursion (2.5 s delay)", ("PEN-02",)),
@@ -89,6 +91,8 @@ CATALOGUE: dict[str, Defect] = {
                ("OCPP-08",)),
         Defect("remote-stop-any-id", "accepts RemoteStopTransaction for a transaction id it does not have and "
                "stops its own", ("OCPP-09",)),
+        Defect("remote-stop-ended-accepted", "answers RemoteStopTransaction Accepted for a transaction it has already "
+               "stopped (the vehicle still plugged in)", ("OCPP-09",)),
         Defect("metervalues-zero-means-60s", "sends sampled MeterValues every 60 s when MeterValueSampleInterval "
                "is 0 (which means: none)", ("OCPP-10",)),
         Defect("remote-start-any-connector", "accepts RemoteStartTransaction for connector 2 (it has one) and "

@@ -140,8 +140,10 @@ def test_unplugging_stops_the_transaction_as_ev_disconnected(ready):
     assert stop.payload.get("reason") == "EVDisconnected", f"stop reason {stop.payload.get('reason')!r}"
 
 
-@pytest.mark.req("OCPP-09")
+@pytest.mark.req("OCPP-09", "OCPP-07")
 def test_remote_stop_stops_only_the_transaction_id(charging):
+    """Only the running transaction's id is stopped, once: an ended transaction is not one the unit
+    has (a second RemoteStop is Rejected), and a Reset afterwards has nothing left to stop."""
     rig = charging
     starts = rig.central.history(action="StartTransaction", direction="in")
     tx = transaction_id(rig, starts[-1].time)  # the charging fixture's
@@ -154,6 +156,14 @@ def test_remote_stop_stops_only_the_transaction_id(charging):
     assert rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)["status"] == "Accepted"
     stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=mark)
     assert stop.payload["transactionId"] == tx and stop.payload.get("reason") == "Remote", stop.payload
+    again = rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)
+    assert again["status"] == "Rejected", f"RemoteStop of transaction {tx}, already stopped: {again}"
+    reset = rig.clock.now()
+    assert rig.central.call("Reset", {"type": "Soft"}, cp_id=rig.cp_id)["status"] == "Accepted"
+    rig.central.wait_for("BootNotification", timeout=rig.limit("ocpp.reset_reboot_max_s"), after=reset)
+    rig.await_ready()
+    stops = [m.payload for m in rig.central.history(action="StopTransaction", direction="in") if m.time >= mark]
+    assert len(stops) == 1, f"transaction {tx} stopped more than once: {stops}"
 
 
 @pytest.mark.req("OCPP-10")

@@ -20,6 +20,7 @@ from rig.spec.steps import (
     expect_led,
     first_opening,
     phase_pins,
+    plug_and_ask,
     reclosed_at,
     require_closed,
     start_charging,
@@ -187,6 +188,23 @@ def test_trip_holds_until_the_fault_is_gone_and_acknowledged_then_the_unit_recov
     expect_led(rig, "blue_solid", "trip acknowledged, fault gone, no vehicle: ready")
     start_charging(rig)
     check_current_flows(rig, "in a new session after the acknowledged trip")
+
+
+@pytest.mark.hazardous
+@pytest.mark.req("RCD-06", "LED-12")
+def test_unplugging_while_the_fault_persists_does_not_acknowledge_the_trip(charging):
+    """Unplugging is the acknowledgement only once the residual current is gone: a vehicle plugged
+    in again while it still flows must not be charged."""
+    rig = charging
+    t0, _ = timed_trip(rig, trip_point_ma(rig, "rcd.trip_60ma_max_s"), "rcd.trip_60ma_max_s")
+    rig.ev.unplug()
+    rig.clock.sleep(SAFE_DWELL_S, "vehicle unplugged, the residual current still on")
+    plug_and_ask(rig)
+    rig.clock.sleep(FAULT_PERSISTS_WATCH_S, "plugged in again and asking, the residual current still on")
+    again = reclosed_at(rig, t0)
+    assert again is None, (f"contactor closed again at t0 + {again - t0:.3f} s: unplugging acknowledged the trip "
+                           f"while the residual current persisted")
+    expect_led(rig, "red_solid", "plugged in again, the residual current still present")
 
 
 @pytest.mark.hazardous
