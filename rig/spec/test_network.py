@@ -204,10 +204,12 @@ def test_connects_with_its_own_credentials_over_tls(net):
 
 
 @pytest.mark.req("FW-02")
-def test_tampered_firmware_is_not_installed(net):
+@pytest.mark.parametrize("image", ["tampered", "unsigned"])
+def test_tampered_firmware_is_not_installed(net, image):
+    """An image whose signature does not verify, and one served with no signature at all."""
     rig = net
     version_before = rig.central.history(action="BootNotification", direction="in")[-1].payload["firmwareVersion"]
-    path = rig.network.firmware.publish("PS-FW 9.9.9", tampered=True)
+    path = rig.network.firmware.publish("PS-FW 9.9.9", tampered=image == "tampered", signed=image == "tampered")
     mark = rig.central.mark()
     retrieve = rig.time.now().strftime("%Y-%m-%dT%H:%M:%S.000Z")
     rig.central.call("UpdateFirmware", {"location": f"https://{SETUP_HOST}{path}", "retrieveDate": retrieve})
@@ -215,7 +217,7 @@ def test_tampered_firmware_is_not_installed(net):
                                   lambda p: p["status"] in ("InstallationFailed", "Installed"), timeout=300.0,
                                   after=mark)
     assert failed.payload["status"] == "InstallationFailed", (
-        "a firmware image whose signature does not verify was installed")
+        f"a firmware image whose signature does not verify ({image}) was installed")
     downloads = [d for d in rig.network.firmware.downloads() if d.path == path]
     assert downloads, "the unit reported on the update without fetching the image from the firmware server"
     rig.clock.sleep(30.0)
