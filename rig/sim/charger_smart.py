@@ -156,6 +156,7 @@ class SmartCharging:
         if purpose == "TxProfile":  # only for the transaction running on that connector
             s = self.c.session
             running = s is not None and s.transaction_id is not None and not s.stopped
+            running = running or self.c.defect == "txprofile-without-transaction"
             return connector == 1 and running and profile.get("transactionId") in (None, s.transaction_id)
         return True
 
@@ -176,7 +177,7 @@ class SmartCharging:
         self.installed = [p for p in self.installed if not (
             p.id == profile["chargingProfileId"]
             or (p.connector == connector and p.purpose == profile["chargingProfilePurpose"]
-                and p.stack == profile["stackLevel"]))]
+                and p.stack == profile["stackLevel"] and self.c.defect != "smart-same-stack-added"))]
         self.installed.append(Installed(connector, profile))
         self.installed = self.installed[-MAX_INSTALLED:]
         self._changed()

@@ -111,6 +111,10 @@ CATALOGUE: dict[str, Defect] = {
                "the session's start: it never leaves its first period", ("OCPP-14",)),
         Defect("composite-now-only", "GetCompositeSchedule reports the limit in force now as one period for the "
                "whole duration, not the coming changes", ("OCPP-15",)),
+        Defect("smart-same-stack-added", "a charging profile with the stackLevel and purpose of an installed one is "
+               "added beside it instead of replacing it (the higher limit of the two applies)", ("OCPP-15",)),
+        Defect("txprofile-without-transaction", "accepts a TxProfile when no transaction is running (after one "
+               "ended, or with no vehicle)", ("OCPP-17",)),
         Defect("smart-max-profile-ignored", "ignores the ChargePointMaxProfile whenever a TxDefaultProfile or "
                "TxProfile is set", ("OCPP-15",)),
         Defect("smart-lowest-stack-wins", "of two profiles of one purpose applies the lower stackLevel", ("OCPP-15",)),

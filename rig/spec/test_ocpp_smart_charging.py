@@ -106,8 +106,8 @@ def test_a_relative_schedule_counts_from_the_start_of_the_session(ready, no_prof
     unplug(rig)
 
 
-def composite(rig, duration_s: int) -> dict:
-    reply = rig.central.call("GetCompositeSchedule", {"connectorId": 1, "duration": duration_s,
+def composite(rig, duration_s: int, connector: int = 1) -> dict:
+    reply = rig.central.call("GetCompositeSchedule", {"connectorId": connector, "duration": duration_s,
                                                       "chargingRateUnit": "A"}, cp_id=rig.cp_id)
     assert reply["status"] == "Accepted", f"GetCompositeSchedule: {reply}"
     return reply
@@ -130,6 +130,8 @@ def test_the_composite_schedule_follows_each_coming_period(charging, no_profiles
     install(rig, 1, schedule_profile(42, "TxDefaultProfile", 0, periods, start=profile_start))
     reply = composite(rig, duration_s)
     schedule = reply["chargingSchedule"]
+    whole_unit = composite(rig, duration_s, connector=0)  # OCPP 1.6 5.7: connector 0 is the whole charge point
+    assert whole_unit["chargingSchedule"]["chargingSchedulePeriod"], f"GetCompositeSchedule of connector 0: {whole_unit}"
     offset = (ocppj.parse_time(reply["scheduleStart"]) - profile_start).total_seconds()
     late = [p["startPeriod"] for p in schedule["chargingSchedulePeriod"] if p["startPeriod"] >= duration_s]
     assert not late, f"periods starting at {late} s, at or after the {duration_s} s asked for: {schedule}"
@@ -151,6 +153,11 @@ def test_stacking_purposes_and_the_composite_schedule(charging, no_profiles):
     install(rig, 1, schedule_profile(11, "TxDefaultProfile", 0, [(0, 20)]))
     install(rig, 1, schedule_profile(12, "TxDefaultProfile", 1, [(0, 14)]))
     offers_at(rig, mark, 14, "two TxDefaultProfiles: stackLevel 1 over 0")
+    mark = rig.clock.now()  # OCPP 1.6 5.16: the same stackLevel and purpose replaces, not adds
+    install(rig, 1, schedule_profile(10, "TxDefaultProfile", 1, [(0, 8)]))
+    offers_at(rig, mark, 8, "a new TxDefaultProfile at stackLevel 1 replaces the 14 A one")
+    install(rig, 1, schedule_profile(12, "TxDefaultProfile", 1, [(0, 14)]))
+    mark = rig.clock.now()
     mark = rig.clock.now()
     install(rig, 1, schedule_profile(13, "TxProfile", 0, [(0, 24)], transactionId=tx))
     offers_at(rig, mark, 24, "a TxProfile replaces the TxDefaultProfiles, also upward")
@@ -273,7 +280,12 @@ def test_a_remote_start_profile_limits_its_transaction_and_ends_with_it(ready, n
     stop = rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)
     assert stop["status"] == "Accepted", stop
     rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=sent)
+    # OCPP 1.6 3.13.2: a TxProfile needs a running transaction; the ended one, or none, is Rejected
+    late = schedule_profile(32, "TxProfile", 0, [(0, 8)], transactionId=tx)
+    assert set_profile(rig, 1, late) == "Rejected", "a TxProfile for the transaction that just ended"
     unplug(rig)
+    no_tx = schedule_profile(33, "TxProfile", 0, [(0, 8)])
+    assert set_profile(rig, 1, no_tx) == "Rejected", "a TxProfile with no vehicle and no transaction"
     plug_and_ask(rig)
     again = rig.clock.now()
     assert rig.central.call("RemoteStartTransaction", {"connectorId": 1, "idTag": "RIG-OWNER"},
