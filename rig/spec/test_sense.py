@@ -188,6 +188,17 @@ def test_malformed_tariff_rejected(ready, data):
     assert reply.get("status") == "Rejected", f"SetTariff with {data!r} answered {reply}"
 
 
+@pytest.mark.req("MODE-06")
+@pytest.mark.parametrize("energy", [0, -1.5, "7"], ids=["nothing", "negative", "a-string"])
+def test_a_target_of_no_energy_is_rejected(ready, energy):
+    """'Required energy' must be a positive number of kWh: a target of none is no target (the
+    smallest accepted target is covered by the a-tenth-of-a-slot case)."""
+    rig = ready
+    prepare(rig)
+    reply = data_transfer(rig, "datatransfer_set_sense_target", {"energy_kwh": energy, "ready_by": "2026-01-12T22:30:00Z"})
+    assert reply.get("status") == "Rejected", f"SetSenseTarget of {energy!r} kWh answered {reply}"
+
+
 # ----------------------------------------------------------------------------- explored
 PRICE_LEVELS = [5.0, 7.5, 9.5, 12.0, 15.0, 24.5]  # few levels: ties happen
 
