@@ -113,6 +113,7 @@ class ChargerOperations:
             return {"status": "Rejected"}
         id_tag = payload["idTag"]
         authorize_first = self.config.values["AuthorizeRemoteTxRequests"].lower() == "true"
+        authorize_first = authorize_first or self.defect == "remote-start-always-authorizes"
         if authorize_first and self.defect != "remote-start-skips-authorize":
             self._later("authorize", 0.0, lambda: self._authorize_then_start(s, id_tag))
         else:

@@ -99,6 +99,8 @@ CATALOGUE: dict[str, Defect] = {
                "starts on connector 1", ("OCPP-11",)),
         Defect("remote-start-skips-authorize", "with AuthorizeRemoteTxRequests true starts a remote transaction "
                "without Authorize.req, so an invalid idTag charges", ("OCPP-11",)),
+        Defect("remote-start-always-authorizes", "sends Authorize.req before every remote start, also with "
+               "AuthorizeRemoteTxRequests false", ("OCPP-11",)),
         Defect("invalid-id-charges-on", "keeps charging when StartTransaction.conf says the idTag is Invalid "
                "(StopTransactionOnInvalidId true)", ("OCPP-12",)),
         Defect("invalid-id-false-charges-on", "an idTag refused at start with StopTransactionOnInvalidId false: "

@@ -70,6 +70,22 @@ def test_remote_start_is_authorized_first_when_the_unit_is_told_to(ready):
     assert start.payload["idTag"] == GOOD_TAG, start.payload
 
 
+@pytest.mark.req("OCPP-11")
+def test_remote_start_goes_straight_to_the_transaction_when_the_unit_is_not_told_to_authorize(ready):
+    """AuthorizeRemoteTxRequests false (OCPP 1.6 5.11): the unit tries to start the transaction at
+    once, with no Authorize.req for the remote start's idTag."""
+    rig = ready
+    set_mode(rig, "Manual")
+    rig.configure("AuthorizeRemoteTxRequests", "false")
+    plug_and_ask(rig)
+    sent = rig.clock.now()
+    assert remote_start(rig, {"connectorId": 1, "idTag": GOOD_TAG}) == "Accepted"
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=sent)
+    asked = [m.payload.get("idTag") for m in sent_since(rig, "Authorize", sent)]
+    assert not asked, f"AuthorizeRemoteTxRequests false, yet Authorize.req for {asked} before the remote start"
+    assert start.payload["idTag"] == GOOD_TAG, start.payload
+
+
 @pytest.mark.req("OCPP-12")
 def test_an_idtag_refused_at_start_stops_the_transaction(ready):
     rig = ready
