@@ -221,7 +221,7 @@ class ChargerOcpp:
             self.tx_queue.popleft()
             self._pump_tx()
             return
-        self.tx_in_flight = True
+        self.tx_in_flight = self.defect != "tx-queue-resends-head"  # (the bug: sent again at every pump)
 
         def done(answer: dict) -> None:
             with self.plant.lock:

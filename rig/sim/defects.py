@@ -126,6 +126,8 @@ CATALOGUE: dict[str, Defect] = {
                "still limited by it", ("OCPP-17",)),
         Defect("tx-message-dropped-on-error", "discards a StopTransaction the central system answered with a "
                "CallError instead of retrying it (the transaction's energy never reaches billing)", ("OCPP-18",)),
+        Defect("tx-queue-resends-head", "does not wait for the answer to the transaction message in flight: a message "
+               "queued behind it sends the unanswered one again", ("OCPP-20",)),
         Defect("fw-status-skips-downloaded", "goes from Downloading straight to Installing: no "
                "FirmwareStatusNotification Downloaded", ("OCPP-19",)),
         Defect("offline-queue-keeps-last", "keeps only the latest session's transaction messages while offline: "

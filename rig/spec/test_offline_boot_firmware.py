@@ -8,12 +8,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from rig.instruments.central_system import pending, reject
+from rig.instruments.central_system import delay, pending, reject
 from rig.spec.sense_reference import parse_utc, utc_iso
 from rig.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, plug_and_ask,
                               sent_since, set_mode, transaction_id_of, unplug, wait_l1)
 
 NEW_FIRMWARE = "PS-FW 4.3.0"
+SLOW_ANSWER_S = 20.0  # a central system this slow to answer a StartTransaction (a test condition, not a limit)
 BOOT_RETRY_S = 40  # the interval the central system gives with Pending / Rejected
 
 
@@ -135,6 +136,26 @@ def test_two_offline_sessions_are_delivered_whole_and_in_order(offline_capable):
             rig.check(f"queued {msg.action} timestamp vs when it happened",
                       (parse_utc(msg.payload["timestamp"]) - served_time_at(rig, clock_s)).total_seconds(), "s",
                       -tol, tol, f"OCPP-20; {rig.source_of('offline.timestamp_tolerance_s')}")
+
+
+@pytest.mark.req("OCPP-20")
+def test_a_stop_while_the_start_is_unanswered_follows_the_answer_with_its_transaction_id(ready):
+    """Online, but the central system slow to answer StartTransaction: the session ends before the
+    answer comes. The queue holds: one StartTransaction, then one StopTransaction carrying the
+    transactionId that answer gave (OCPP 1.6 3.7: transaction messages in order, none lost)."""
+    rig = ready
+    set_mode(rig, "PlugAndCharge")
+    rig.central.script("StartTransaction", delay(SLOW_ANSWER_S))
+    mark = rig.clock.now()
+    plug_and_ask(rig)
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s") + 5.0, after=mark)
+    unplug(rig)  # the session ends while the start waits for its answer
+    rig.clock.sleep(SLOW_ANSWER_S + rig.limit("ocpp.status_report_max_s"), "the answer, then the queued stop")
+    sent = sent_since(rig, ("StartTransaction", "StopTransaction"), mark)
+    assert [m.action for m in sent] == ["StartTransaction", "StopTransaction"], (
+        f"a session that ended while its StartTransaction was unanswered: the unit sent {[m.action for m in sent]}")
+    given = transaction_id_of(rig, start)
+    assert sent[1].payload["transactionId"] == given, f"StopTransaction {sent[1].payload}, the start was given {given}"
 
 
 @pytest.mark.req("OFF-02", "LED-03")

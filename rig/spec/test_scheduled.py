@@ -19,6 +19,7 @@ from rig.spec.steps import (change_configuration, check_energy_intervals, clock_
                               latest_status, plug_and_ask, set_mode, sleep_until, uk_time, unplug, window_instants)
 
 MONDAY = (2026, 1, 12)
+SUNDAY = (2026, 1, 11)
 
 # a failing example on the rig is reported as found: shrinking would replay hours of simulated charging
 NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
@@ -71,8 +72,10 @@ def test_energy_only_inside_windows_on_at_opening_off_at_closing(ready):
 
 
 @pytest.mark.req("MODE-05")
-def test_window_wrapping_midnight(ready):
-    run_schedule(ready, "23:00-01:00", uk_time(*MONDAY, 22, 30), uk_time(*MONDAY[:2], MONDAY[2] + 1, 1, 30))
+@pytest.mark.parametrize("evening", [MONDAY, SUNDAY], ids=["monday-into-tuesday", "sunday-into-monday"])
+def test_window_wrapping_midnight(ready, evening):
+    """Every day's window, also across the week's end (Sunday's window runs on into Monday)."""
+    run_schedule(ready, "23:00-01:00", uk_time(*evening, 22, 30), uk_time(*evening[:2], evening[2] + 1, 1, 30))
 
 
 @pytest.mark.req("MODE-05")
