@@ -119,7 +119,9 @@ def test_ocpp_conformance_cases_in_real_time_against_the_device(tmp_path):
         assert {r for t in tests for r in t["requirements"]} == set(ids.split(",")), run.output[-2000:]
         failed = {r for t in tests if t["outcome"] == "failed" for r in t["requirements"]}
         assert failed == expected, (defect, [(t["nodeid"], t["outcome"]) for t in tests], run.output[-2000:])
-        assert all(t["outcome"] in ("passed", "failed") for t in tests), [(t["nodeid"], t["outcome"]) for t in tests]
+        odd = [(t["nodeid"], t["outcome"], t.get("rig_fault") or t.get("harness_error") or t.get("message"))
+               for t in tests if t["outcome"] not in ("passed", "failed")]
+        assert not odd, (defect, odd, run.output[-4000:])  # which verdict, why, and the run's last words
         assert run.json("run.json")["rig"]["bench"] == "real"
 
 
@@ -274,7 +276,7 @@ def test_the_unit_on_the_rigs_network_behind_a_veth_in_its_own_namespace(tmp_pat
             assert rig.pilot.host == space.instruments and space.instruments in rig.load.resource
         spec = "rig/spec/"
         run = run_harness([spec + "test_network.py::test_connects_with_its_own_credentials_over_tls",
-                           spec + "test_network.py::test_dns_servers_asked_in_the_documented_order[1]",
+                           spec + "test_network.py::test_dns_servers_asked_in_the_documented_order[1-silent]",
                            spec + "test_control_pilot.py::test_contactor_opens_within_100ms_of_c_to_b",
                            "--rig", str(dev.rig_file), "-p", "no:randomly"], tmp_path)
     finally:
