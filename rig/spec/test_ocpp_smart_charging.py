@@ -222,10 +222,7 @@ def check_stack_level_bounds(rig) -> None:
 
 
 def check_composite(rig, amps: float) -> None:
-    reply = rig.central.call("GetCompositeSchedule", {"connectorId": 1, "duration": 600, "chargingRateUnit": "A"},
-                             cp_id=rig.cp_id)
-    assert reply["status"] == "Accepted", f"GetCompositeSchedule: {reply}"
-    schedule = reply["chargingSchedule"]
+    schedule = composite(rig, 600)["chargingSchedule"]
     first = schedule["chargingSchedulePeriod"][0]
     assert schedule["chargingRateUnit"] == "A" and first["startPeriod"] == 0, schedule
     assert abs(first["limit"] - amps) < 0.05, f"GetCompositeSchedule says {first['limit']} A now, the pilot offers {amps} A"

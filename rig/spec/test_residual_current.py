@@ -87,6 +87,14 @@ def assert_no_trip(rig, t0: float, milliamps: float) -> None:
         f"{rig.source_of('rcd.no_trip_max_ma')} says no trip at or below that")
 
 
+def check_trip_holds(rig, t0: float, situation: str, wrong: str) -> None:
+    """Watched for FAULT_PERSISTS_WATCH_S in `situation`: no reclosing since the trip at t0, red LED."""
+    rig.clock.sleep(FAULT_PERSISTS_WATCH_S, situation)
+    again = reclosed_at(rig, t0)
+    assert again is None, f"contactor closed again at t0 + {again - t0:.3f} s: {wrong}"
+    expect_led(rig, "red_solid", situation)
+
+
 def faults_since(rig, t0: float) -> list[dict]:
     return [m.payload for m in rig.central.history(action="StatusNotification", direction="in")
             if m.time >= t0 and m.payload.get("status") == "Faulted"]
@@ -200,11 +208,8 @@ def test_unplugging_while_the_fault_persists_does_not_acknowledge_the_trip(charg
     rig.ev.unplug()
     rig.clock.sleep(SAFE_DWELL_S, "vehicle unplugged, the residual current still on")
     plug_and_ask(rig)
-    rig.clock.sleep(FAULT_PERSISTS_WATCH_S, "plugged in again and asking, the residual current still on")
-    again = reclosed_at(rig, t0)
-    assert again is None, (f"contactor closed again at t0 + {again - t0:.3f} s: unplugging acknowledged the trip "
-                           f"while the residual current persisted")
-    expect_led(rig, "red_solid", "plugged in again, the residual current still present")
+    check_trip_holds(rig, t0, "plugged in again and asking, the residual current still on",
+                     "unplugging acknowledged the trip while the residual current persisted")
 
 
 @pytest.mark.hazardous
@@ -216,11 +221,8 @@ def test_a_fault_that_persists_through_a_power_loss_is_seen_again_at_power_up(ch
     rig = charging
     t0, _ = timed_trip(rig, trip_point_ma(rig, "rcd.trip_60ma_max_s"), "rcd.trip_60ma_max_s")
     rig.power_cycle()
-    rig.clock.sleep(FAULT_PERSISTS_WATCH_S, "supply back, residual current still on, vehicle still asking")
-    again = reclosed_at(rig, t0)
-    assert again is None, (f"contactor closed again at t0 + {again - t0:.3f} s, after the power loss, while the "
-                           f"residual current persisted")
-    expect_led(rig, "red_solid", "after the power loss, the residual current still present")
+    check_trip_holds(rig, t0, "supply back, residual current still on, vehicle still asking",
+                     "after the power loss, while the residual current persisted")
 
 
 # ----------------------------------------------------------------------------- around the thresholds
