@@ -75,6 +75,7 @@ class PilotSignalBox(Protocol):
     def measure_cp(self, window_s: float = 0.02) -> CpMeasurement: ...
     def sense(self) -> ContactSense: ...
     def sense_events(self) -> list[tuple[float, str, bool]]: ...
+    def confirmed_sense_events(self) -> list[tuple[float, str, bool]]: ...
     def clear_sense_events(self) -> None: ...
     def safe(self) -> None: ...
 
@@ -122,6 +123,7 @@ class PilotBox(ContactSensing):
         self._lock = threading.Lock()
         self._edges: list[tuple[object, bool]] = []
         self._events: list[tuple[float, str, bool]] = []
+        self._logged_level: dict[str, bool] = {}  # each sense pin's level by its last logged edge
         self._watchers: list[SenseCallback] = []
         # gpiozero keeps only weak references to edge callbacks: these keep them alive
         self._capture_handler = self._on_capture_edge
@@ -231,6 +233,8 @@ class PilotBox(ContactSensing):
             self._sense_handlers[sense] = handler
             device.pin.edges = "both"
             device.pin.when_changed = handler
+        self._logged_level = {}
+        self._start_sense_log()
 
     def _open_adc(self) -> None:
         import gpiozero

@@ -9,17 +9,24 @@ inputs watch the charger); it uses the box's pin factory, lock, clock and open s
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 from gpiozero.exc import GPIOZeroError
 
+from rig.core.errors import InstrumentError
 from rig.core.retry import TRANSIENT, with_retries
 
 SENSE = ("sense_l1", "sense_l2", "sense_l3", "sense_n", "sense_pe")
 GPIO_TRANSIENT = TRANSIENT + (GPIOZeroError, RuntimeError)
 
 SenseCallback = Callable[[float, str, bool], None]  # (clock time s, pin name, value)
+
+# How long a notification may still be on its way after the pin it reports already reads its new
+# level (pigpiod sends notifications in blocks over TCP; on a LAN they arrive within milliseconds,
+# this allows for a loaded Pi and network). Real time: it waits for the box, not for the unit.
+NOTIFICATION_LATENCY_MAX_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,13 +46,7 @@ class ContactSensing:
     def sense(self) -> ContactSense:
         self._require_open()
 
-        def read(name: str) -> bool | None:
-            device = self._sense.get(name)
-            if device is None:
-                return None
-            return with_retries(self.name, f"read {name}", lambda: bool(device.is_active), transient=GPIO_TRANSIENT)
-
-        return ContactSense(*(read(name) for name in SENSE))
+        return ContactSense(*(self._read_sense(name) if name in self._sense else None for name in SENSE))
 
     def _sense_handler(self, name: str) -> Callable[[object, int], None]:
         active_level = self._sense_active_level
@@ -63,6 +64,7 @@ class ContactSensing:
         event = (t, name, bool(value))
         with self._lock:
             self._events.append(event)
+            self._logged_level[name] = bool(value)
             # re-anchor on every edge: pigpio ticks wrap after 71.6 min, so anchors stay recent
             self._anchor = (ticks, t)
             watchers = list(self._watchers)
@@ -87,6 +89,43 @@ class ContactSensing:
         """(clock time s, pin name, value) of every sense edge since `clear_sense_events()`."""
         with self._lock:
             return list(self._events)
+
+    def confirmed_sense_events(self) -> list[tuple[float, str, bool]]:
+        """`sense_events()`, once the log is shown to agree with the pins read now.
+
+        Edges reach the log over the pigpio daemon's notification stream, reads over its command
+        socket. A stream that stalled or a box that stopped must not read as "the contactor never
+        opened": every pin's level, read live, must equal its last logged level. A pin that differs
+        is given NOTIFICATION_LATENCY_MAX_S for a notification in flight; still differing, the
+        lost edge is the rig's fault (InstrumentError), and a box that does not answer the read is
+        one already.
+        """
+        self._require_open()
+        deadline = time.monotonic() + NOTIFICATION_LATENCY_MAX_S
+        while True:
+            live = {name: self._read_sense(name) for name in self._sense}
+            with self._lock:
+                lost = {name: level for name, level in live.items() if self._logged_level.get(name) != level}
+                if not lost:
+                    return list(self._events)
+            if time.monotonic() >= deadline:
+                text = ", ".join(f"{name} reads {int(level)}" for name, level in lost.items())
+                raise InstrumentError(self.name, f"{text} but the edge that got it there was never notified "
+                                      f"(within {NOTIFICATION_LATENCY_MAX_S} s): the pigpio daemon's "
+                                      "notification stream lost it; check the Pi's network and pigpiod")
+            time.sleep(0.02)
+
+    def _read_sense(self, name: str) -> bool:
+        device = self._sense[name]
+        return with_retries(self.name, f"read {name}", lambda: bool(device.is_active), transient=GPIO_TRANSIENT)
+
+    def _start_sense_log(self) -> None:
+        """Each pin's level as the log starts (after its edge handler is attached, so an edge
+        that comes between is logged rather than lost)."""
+        for name in self._sense:
+            level = self._read_sense(name)
+            with self._lock:
+                self._logged_level.setdefault(name, level)
 
     def clear_sense_events(self) -> None:
         with self._lock:
@@ -115,7 +154,9 @@ class ContactSensing:
 
         found = self.clock.wait_until(lambda: arrived() is not None, timeout_s, poll_s,
                                       f"waiting for {name}={int(value)}")
-        return None if found is None else arrived()
+        if found is None:  # "it never switched" only if no edge was lost on the way
+            self.confirmed_sense_events()
+        return arrived()
 
     def _sense_value(self, name: str) -> bool | None:
         device = self._sense.get(name)

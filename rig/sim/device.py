@@ -415,10 +415,14 @@ class GroundTruth:
 
 def serve(options: DeviceOptions, out) -> int:
     """Start the device, print where everything is and the rig file, run until SIGINT/SIGTERM."""
+    import faulthandler
     import signal
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a device that stopped answering
+    # (or will not stop) is stuck in, without a debugger on the bench PC
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     device = Device(options)
     try:
         device.start()

@@ -353,11 +353,15 @@ class PigpioDaemon:
         pin.when_changed = changed
 
     def _unwatch(self, gpio: int) -> None:
-        self._watched.pop(gpio, None)
+        # unhooked first, forgotten after: gpiozero holds the callback weakly, and an edge that
+        # finds it dead unhooks the pin itself, taking the pin's callback lock with the plant's
+        # lock held, while this thread holds the callback lock and (through the comparator's
+        # watch) waits for the plant's lock. That deadlock froze the whole device in CI.
         try:
             self._pin(gpio).when_changed = None
         except Exception:  # a pin closed with its factory: nothing left to unhook
             pass
+        self._watched.pop(gpio, None)
 
     def _report(self) -> None:
         """An edge on a monitored GPIO: one report to every notifier watching any changed GPIO.

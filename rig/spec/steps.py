@@ -12,8 +12,13 @@ def wait_output_live(rig, live: bool, timeout_s: float) -> float | None:
 
 
 def first_sense_edge(rig, pin: str, value: bool, after_s: float) -> float | None:
-    """Time of the first recorded edge of sense `pin` to `value` at or after `after_s`."""
+    """Time of the first recorded edge of sense `pin` to `value` at or after `after_s`; None only
+    once the box confirms its log is complete (a lost edge is a rig fault, not a unit that never
+    switched)."""
     for t, name, v in rig.pilot.sense_events():
+        if name == pin and v == value and t >= after_s:
+            return t
+    for t, name, v in rig.pilot.confirmed_sense_events():  # a notification may have come meanwhile
         if name == pin and v == value and t >= after_s:
             return t
     return None
@@ -228,7 +233,7 @@ def l1_intervals(rig, since_s: float, until_s: float) -> list[tuple[float, float
     the recorded sense edges; an interval still open at `until_s` ends there."""
     state, opened_at = None, None
     out: list[tuple[float, float]] = []
-    for t, pin, value in rig.pilot.sense_events():
+    for t, pin, value in rig.pilot.confirmed_sense_events():
         if pin != "sense_l1" or t > until_s:
             continue
         if value and state is not True:

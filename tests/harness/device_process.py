@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -31,39 +30,39 @@ class DeviceProcess:
         self.central_port = central_port or free_port()
         self.rig_file = tmp / "device-rig.toml"
         self.journal = tmp / "device-truth.jsonl"
+        # its output goes to a file, not a pipe: a pipe the test stops reading fills up and then
+        # blocks the device in the middle of whatever it was logging (every instrument with it)
+        self.log = tmp / "device-output.log"
         self.args = ["--central", f"127.0.0.1:{self.central_port}", "--rig-file", str(self.rig_file),
                      "--journal", str(self.journal), *args]
         self.proc: subprocess.Popen | None = None
-        self.output = ""
+
+    @property
+    def output(self) -> str:
+        """Everything the device printed so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def command(self) -> list[str]:
         argv = [sys.executable, "-m", "rig.cli", "device", "serve", *self.args]
         return self.wrap(argv) if self.wrap else argv
 
     def start(self, timeout_s: float = 30) -> "DeviceProcess":
-        self.proc = subprocess.Popen(self.command(), cwd=PROJECT, env=child_env(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(self.command(), cwd=PROJECT, env=child_env(), stdout=out,
+                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
-        lines = []
         while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith(READY_LINE):
-                self.output = "".join(lines)
-                # keep reading: a device whose log fills the pipe would block mid-test
-                self._drain = threading.Thread(target=self._read_rest, daemon=True)
-                self._drain.start()
+            if READY_LINE in self.output:
                 return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
         self.stop()
-        raise AssertionError("the device never said it was ready:\n" + "".join(lines))
-
-    def _read_rest(self) -> None:
-        for line in self.proc.stdout:
-            self.output += line
+        raise AssertionError("the device never said it was ready:\n" + self.output)
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
+        """Stop it with `sig`; a device that has not exited after `timeout_s` is killed, and says so
+        in `output` (a device that hangs on the way out is a finding, not noise)."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
@@ -71,14 +70,17 @@ class DeviceProcess:
         try:
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            with open(self.log, "a") as out:
+                out.write(f"\n[test] the device did not exit within {timeout_s:g} s of signal {sig}; "
+                          "its threads' stacks (SIGUSR1), then killed\n")
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
             self.proc.kill()
             self.proc.wait()
-        drain = getattr(self, "_drain", None)
-        if drain is not None:
-            drain.join(timeout=5)
-        else:
-            self.output += self.proc.stdout.read() or ""
         return self.proc.returncode
+
+    def tail(self, chars: int = 3000) -> str:
+        return f"--- the device's last output ---\n{self.output[-chars:]}"
 
     def truth(self) -> list[dict]:
         if not self.journal.exists():

@@ -16,8 +16,9 @@ PROJECT = Path(__file__).resolve().parents[2]
 @dataclass
 class Run:
     returncode: int
-    output: str
+    output: str  # stdout then stderr
     reports: Path
+    stdout: str = ""  # alone: what comes last on the operator's screen (stderr's lines came when logged)
 
     def json(self, name: str) -> dict:
         return json.loads((self.reports / name).read_text())

@@ -73,7 +73,7 @@ def device(tmp_path):
 def test_end_of_line_passes_a_good_unit_in_real_time(device, tmp_path):
     assert load_rigfile(device.rig_file).bench.kind == "real"
     run = run_harness(eol_args(device), tmp_path)
-    assert run.returncode == EXIT_PASS, run.output[-3000:]
+    assert run.returncode == EXIT_PASS, run.output[-3000:] + device.tail()
     assert has_banner(run.output, "PASS")
     tests = run.json("run.json")["tests"]
     assert len(tests) >= 9 and all(t["outcome"] == "passed" for t in tests), [(t["nodeid"], t["outcome"]) for t in tests]
@@ -94,8 +94,9 @@ def test_a_contactor_too_slow_only_in_real_time_fails_its_requirement(tmp_path):
     try:
         run = run_harness(eol_args(dev, "--req", "CP-04"), tmp_path)
     finally:
-        dev.stop()
-    assert run.returncode == EXIT_FAIL, run.output[-3000:]
+        stopped = dev.stop()
+    assert run.returncode == EXIT_FAIL, run.output[-3000:] + dev.tail()
+    assert stopped == 0, dev.tail()
     assert "FAILED REQUIREMENTS: CP-04" in run.output
     failed = [t for t in run.json("run.json")["tests"] if t["outcome"] == "failed"]
     assert failed and all("CP-04" in t["requirements"] for t in failed)
@@ -114,14 +115,15 @@ def test_ocpp_conformance_cases_in_real_time_against_the_device(tmp_path):
         try:
             run = run_harness([*args, ids, "--rig", str(dev.rig_file)], where)
         finally:
-            dev.stop()
+            stopped = dev.stop()
+        assert stopped == 0, dev.tail()  # a device that hung on its way out hung during the run
         tests = run.json("run.json")["tests"]
         assert {r for t in tests for r in t["requirements"]} == set(ids.split(",")), run.output[-2000:]
         failed = {r for t in tests if t["outcome"] == "failed" for r in t["requirements"]}
         assert failed == expected, (defect, [(t["nodeid"], t["outcome"]) for t in tests], run.output[-2000:])
         odd = [(t["nodeid"], t["outcome"], t.get("rig_fault") or t.get("harness_error") or t.get("message"))
                for t in tests if t["outcome"] not in ("passed", "failed")]
-        assert not odd, (defect, odd, run.output[-4000:])  # which verdict, why, and the run's last words
+        assert not odd, (defect, odd, run.output[-4000:], dev.tail())  # which verdict, why, and the run's last words
         assert run.json("run.json")["rig"]["bench"] == "real"
 
 
@@ -248,6 +250,12 @@ def test_the_device_leaves_no_port_behind(tmp_path):
     first = DeviceProcess(tmp_path, *args).start()
     assert first.stop(signal.SIGINT) == 0, first.output
     second = DeviceProcess(tmp_path, *args).start()  # the same ports again: nothing was left listening
+    # SIGUSR1 prints every thread's stack (the pacer's among them) and the device serves on
+    second.proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while "paced_clock.py" not in second.output and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "paced_clock.py" in second.output and second.proc.poll() is None, second.output
     assert second.stop() == 0, second.output
 
 
@@ -280,10 +288,11 @@ def test_the_unit_on_the_rigs_network_behind_a_veth_in_its_own_namespace(tmp_pat
                            spec + "test_control_pilot.py::test_contactor_opens_within_100ms_of_c_to_b",
                            "--rig", str(dev.rig_file), "-p", "no:randomly"], tmp_path)
     finally:
-        dev.stop()
+        stopped = dev.stop()
         if space:
             space.delete()
-    assert run.returncode == 0, run.output[-3000:]
+    assert run.returncode == 0, run.output[-3000:] + dev.tail()
+    assert stopped == 0, dev.tail()
     assert [t["outcome"] for t in run.json("run.json")["tests"]] == ["passed"] * 3
     sent = [p for p in read_pcap(rig.network.capture) if p.src in (rig.network.unit_address, "0.0.0.0")]
     assert {(p.proto, p.dport) for p in sent} >= {("udp", 67), ("udp", 53), ("udp", 123), ("tcp", 443)}, \

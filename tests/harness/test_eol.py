@@ -43,7 +43,7 @@ def run_eol(tmp: Path, *args: str, env: dict | None = None, **popen) -> Run:
     reports = tmp / "reports"
     proc = subprocess.run(pytest_cmd(["rig/spec", "--eol", *args], reports), cwd=PROJECT,
                           env=env or child_env(), capture_output=True, text=True, timeout=300, **popen)
-    return Run(proc.returncode, proc.stdout + proc.stderr, reports)
+    return Run(proc.returncode, proc.stdout + proc.stderr, reports, proc.stdout)
 
 
 def the_run(run: Run) -> dict:
@@ -67,7 +67,7 @@ def test_good_unit_passes_with_record_and_certificate(tmp_path):
     wall = time.monotonic() - started
     assert run.returncode == EXIT_PASS, run.output
     assert has_banner(run.output, "PASS") and not has_banner(run.output, "FAIL"), run.output
-    assert run.output.rstrip().splitlines()[-1].startswith("=" * 72), "the banner must come last"
+    assert run.stdout.rstrip().splitlines()[-1].startswith("=" * 72), "the banner must come last"
     record = the_run(run)
     assert (record["verdict"], record["mode"], record["serial"], record["expected_serial"], record["operator"]) == (
         PASS, "eol", SERIAL, SERIAL, "alice")

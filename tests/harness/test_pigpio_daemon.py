@@ -259,3 +259,74 @@ def test_a_daemon_that_accepts_and_never_answers_fails_the_open_within_its_deadl
         with pytest.raises(InstrumentError, match=r"127\.0\.0\.1:\d+ did not answer within 1 s of connecting"):
             box.open()
         assert time.monotonic() - started < 3.0
+
+
+# ---------------------------------------------------------------------- a notification stream that stalls
+def flip_sense_l1(factory, box) -> None:
+    pin = factory.pin(box.config["pins"]["sense_l1"])
+    pin.drive_low() if pin.state else pin.drive_high()
+
+
+def test_an_edge_whose_notification_arrives_is_in_the_confirmed_log(bench):
+    """The sense log is confirmed against the pins read live; a notification still in flight when
+    the log is asked for is waited for, and the edge is in the answer."""
+    _clock, factory, daemon = bench
+    box = pilot_box_via(daemon.port, timeout_s=2.0)
+    box.open()
+    try:
+        assert box.confirmed_sense_events() == []  # nothing moved: the log agrees as it is
+        flip_sense_l1(factory, box)
+        assert [name for _t, name, _v in box.confirmed_sense_events()] == ["sense_l1"]
+    finally:
+        box.close()
+
+
+def test_a_lost_edge_notification_is_a_rig_fault_not_an_edge_the_unit_never_made(bench, monkeypatch):
+    """CI once saw "contactor open after C->B = nothing observed" reported as the unit's failure
+    while the pilot box had stopped reporting. Commands still answer here, the notification stream
+    is silent: the pin reads its new level and no edge was logged, which is the rig's fault."""
+    from rig.core.errors import InstrumentError
+
+    _clock, factory, daemon = bench
+    box = pilot_box_via(daemon.port, timeout_s=2.0)
+    box.open()
+    try:
+        monkeypatch.setattr(daemon, "_report", lambda: None)  # the stream stalls, commands go on
+        flip_sense_l1(factory, box)
+        started = time.monotonic()
+        with pytest.raises(InstrumentError, match=r"sense_l1 reads [01] but the edge .* was never notified") as err:
+            box.confirmed_sense_events()
+        assert err.value.instrument == "pilot"
+        assert time.monotonic() - started < 2.0  # the in-flight allowance, not a long wait
+        assert box.sense_events() == []  # the plain log has no idea: that is why it is confirmed
+    finally:
+        box.close()
+
+
+def test_an_edge_while_its_pin_is_unhooked_never_waits_for_the_unhooking(bench, pi):
+    """The device froze in CI: the daemon dropped its strong reference to a pin's edge callback
+    before unhooking it. gpiozero holds callbacks weakly, so an edge in between found the callback
+    dead and unhooked the pin itself, waiting for the pin's callback lock, which the unhooking
+    thread held while it waited for the plant's lock the edge's thread held. Here the unhooking
+    thread waits for an edge instead of the plant: the edge must not need the lock it holds."""
+    _clock, factory, _daemon = bench
+    pi.set_mode(23, pigpio.INPUT)
+    callback = pi.callback(23, pigpio.EITHER_EDGE, lambda *_: None)
+    time.sleep(0.1)  # NB reaches the daemon: it watches GPIO 23
+    pin = factory.pin(23)
+    unhook = pin._disable_event_detect
+    edge_stuck: list[bool] = []
+
+    def unhook_with_an_edge_meanwhile():
+        edge = threading.Thread(target=pin.drive_low if pin.state else pin.drive_high, daemon=True)
+        edge.start()
+        edge.join(2)
+        edge_stuck.append(edge.is_alive())
+        unhook()
+
+    pin._disable_event_detect = unhook_with_an_edge_meanwhile
+    callback.cancel()  # the client's NB no longer names GPIO 23: the daemon unhooks it
+    deadline = time.monotonic() + 5
+    while not edge_stuck and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert edge_stuck == [False], "an edge waited for the thread unhooking its pin"
