@@ -219,6 +219,9 @@ class ModeController:
         peaks = M.DailyWindows.parse(self._config("config_peak_hours"), self.profile["charging"]["peak_days"], zone)
         if self.defect == "charges-in-evening-peak":  # the bug: only the morning peak is honoured
             peaks = M.DailyWindows(tuple(w for w in peaks.windows if w.start_min < 12 * 60), peaks.days, zone)
+        if self.defect == "peak-ends-at-midnight":  # the bug: a window across midnight stops at 23:59
+            peaks = M.DailyWindows(tuple(M.Window(w.start_min, 24 * 60 - 1) if w.wraps else w for w in peaks.windows),
+                                   peaks.days, zone)
         return peaks
 
     def _in_peak(self, now: datetime) -> bool:
@@ -289,12 +292,15 @@ class ModeController:
         if plan is None:
             if self.tariff is None or self.target is None:
                 return {"status": "Rejected"}
-            plan = self._make_plan(self.c.rtc_now(), self.target.energy_kwh)
+            plan = self._make_plan(self.c.rtc_now(), self._wanted_kwh())  # as the plan about to be made
         return {"status": "Accepted", "data": json.dumps(plan.as_data())}
 
     def _make_plan(self, now: datetime, energy_kwh: float) -> M.SensePlan:
         nominal_v = float(self.profile["sense"]["nominal_v"])
-        power = M.sense_power_kw(self.c.offered_current_a(plan=True), nominal_v, self.c.model["phases"])
+        offered_a = self.c.offered_current_a(plan=True)
+        if self.defect == "sense-plans-without-power":  # the bug: plans on at least the 6 A lowest offer
+            offered_a = max(offered_a, 6.0)
+        power = M.sense_power_kw(offered_a, nominal_v, self.c.model["phases"])
         return M.plan_sense(self.tariff, energy_kwh, self.target.ready_by, now, power,
                             respect_ready_by=self.defect != "sense-ignores-ready-by",
                             fill_after_ready_by=self.defect == "sense-short-fills-after-ready-by",
@@ -306,15 +312,18 @@ class ModeController:
         if self.mode == "Sense" and self.plan is not None and self.c.session is not None:
             self._watch_energy()
 
-    def _delivered_kwh(self) -> float:
-        return (self.c.meter_wh() - self.c.session.start_wh) / 1000.0
+    def _wanted_kwh(self) -> float:
+        """The target less what this session has delivered (the unit's own count)."""
+        if self.c.session is None or self.defect == "sense-replan-forgets-delivered":  # the bug: all again
+            return self.target.energy_kwh
+        return max(0.0, self.target.energy_kwh - (self.c.meter_wh() - self.c.session.start_wh) / 1000.0)
 
     def _update_sense(self, now: datetime) -> None:
         if self.tariff is None or self.target is None:
             self.plan = None
             return
         if self.plan is None:
-            wanted = max(0.0, self.target.energy_kwh - self._delivered_kwh())
+            wanted = self._wanted_kwh()
             self.plan = self._make_plan(now, wanted)
             self.plan_energy_kwh = wanted
             self.plan_start_wh = self.c.meter_wh()

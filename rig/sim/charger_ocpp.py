@@ -189,9 +189,15 @@ class ChargerOcpp:
                 self._later("boot-retry", retry, self._send_boot_notification)
             self._update_led()
 
+    def _configured_heartbeat_s(self) -> int:
+        interval = int(self.config.number("HeartbeatInterval", 0))
+        if self.defect == "heartbeat-floor-10s" and interval > 0:
+            return max(interval, 10)  # the bug: a floor of its own under the configured interval
+        return interval
+
     def _heartbeat(self) -> None:
         self._send_heartbeat()
-        interval = int(self.config.number("HeartbeatInterval", 0))
+        interval = self._configured_heartbeat_s()
         if self.defect == "heartbeat-interval-ignored":
             interval = self.boot_heartbeat_s  # the bug: the interval of the BootNotification.conf, for ever
         if interval > 0:

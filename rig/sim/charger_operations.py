@@ -66,7 +66,7 @@ class ChargerOperations:
         """A new HeartbeatInterval counts from now (the defect keeps the one the boot gave)."""
         if self.defect == "heartbeat-interval-ignored":
             return
-        interval = int(self.config.number("HeartbeatInterval", 0))
+        interval = self._configured_heartbeat_s()
         if interval > 0:
             self._later("heartbeat", interval, self._heartbeat)
         else:
@@ -143,7 +143,8 @@ class ChargerOperations:
         StopTransactionOnInvalidId true the transaction is stopped at once, reason DeAuthorized (True);
         false, it stays open and only the energy stops."""
         status = (answer.get("idTagInfo") or {}).get("status", "Accepted")
-        if status == "Accepted" or session is not self.session or self.defect == "invalid-id-charges-on":
+        ended = session is not self.session and self.defect != "late-invalid-stops-next"  # (the bug: any session)
+        if status == "Accepted" or ended or self.defect == "invalid-id-charges-on":
             return False
         if self.config.values["StopTransactionOnInvalidId"].lower() != "true":
             session.deauthorized = self.defect != "invalid-id-false-charges-on"

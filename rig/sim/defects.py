@@ -58,11 +58,16 @@ CATALOGUE: dict[str, Defect] = {
         Defect("delay-plug-in-only", "UK Smart random delay only at plug-in: none at a peak end, a peak start or a rate change", ("MODE-01",)),
         Defect("delay-override-ignored", "SkipRandomDelay answered Accepted but the delay runs on", ("MODE-02",)),
         Defect("charges-in-evening-peak", "UK Smart honours the morning peak but starts charging in the 16:00-22:00 peak", ("MODE-03",)),
+        Defect("peak-ends-at-midnight", "an owner's peak hours across midnight (23:00-01:00) end at midnight: charging starts at 00:00", ("MODE-03",)),
         Defect("peak-hours-in-utc", "UK Smart evaluates peak hours in UTC: an hour off while the UK is on BST", ("MODE-03",)),
         Defect("schedule-early-start", "Scheduled mode delivers energy 60 s before a window opens", ("MODE-05",)),
         Defect("schedule-no-blue-pulse", "shows green solid instead of blue pulsing while waiting for a schedule window", ("LED-09",)),
         Defect("no-green-circle", "shows green solid instead of the green circle while waiting on the random delay", ("LED-08",)),
         Defect("sense-ignores-ready-by", "Sense picks the cheapest slots even after the ready-by time", ("MODE-06",)),
+        Defect("sense-plans-without-power", "Sense plans on at least 6 A when the limits leave less (a site "
+               "limit of 0 A): a feasible plan with costs for energy it cannot deliver", ("MODE-06",)),
+        Defect("sense-replan-forgets-delivered", "Sense, planning anew mid-session (new tariff data), plans the whole "
+               "target again: the energy already delivered is charged twice", ("MODE-06",)),
         Defect("sense-no-tariff-waits", "Sense without tariff data waits for it instead of charging: the ready-by "
                "time is missed", ("MODE-07",)),
         Defect("sense-short-fills-after-ready-by", "Sense, when the slots before ready-by are too few, tops the plan "
@@ -81,6 +86,8 @@ CATALOGUE: dict[str, Defect] = {
                "not NotSupported", ("OCPP-03",)),
         Defect("getconfig-drops-unknown", "leaves the keys it does not know out of GetConfiguration.conf (no "
                "unknownKey)", ("OCPP-04",)),
+        Defect("heartbeat-floor-10s", "accepts HeartbeatInterval 1 but beats every 10 s (a floor of its own under "
+               "any configured interval)", ("OCPP-05",)),
         Defect("heartbeat-interval-ignored", "keeps the heartbeat interval of its BootNotification.conf after "
                "HeartbeatInterval is changed", ("OCPP-05",)),
         Defect("trigger-accepts-unsupported", "answers TriggerMessage for MeterValues (which it cannot trigger) "
@@ -126,6 +133,8 @@ CATALOGUE: dict[str, Defect] = {
                "still limited by it", ("OCPP-17",)),
         Defect("tx-message-dropped-on-error", "discards a StopTransaction the central system answered with a "
                "CallError instead of retrying it (the transaction's energy never reaches billing)", ("OCPP-18",)),
+        Defect("late-invalid-stops-next", "a StartTransaction.conf Invalid that arrives after its session ended "
+               "stops the session charging now", ("OCPP-12",)),
         Defect("tx-queue-resends-head", "does not wait for the answer to the transaction message in flight: a message "
                "queued behind it sends the unanswered one again", ("OCPP-20",)),
         Defect("fw-status-skips-downloaded", "goes from Downloading straight to Installing: no "

@@ -97,11 +97,13 @@ def test_energy_reported_over_ocpp_agrees_with_the_reference_meter(ready):
 
 # ----------------------------------------------------------------------------- MTR-05
 #: MeterValueSampleInterval asked of the unit (OCPP 1.6 section 9.1) for MTR-05, and the draws the
-#: vehicle steps through, 7 s apart: 7 s is prime to every whole-second measuring cycle up to 10 s,
-#: so a unit measuring less often than the regulation asks reports a stale power after some step
+#: vehicle steps through, 5.7 s apart: off every whole-second grid, so the steps fall at ever other
+#: points of a unit's measuring cycle and one measuring less often than the regulation asks reports
+#: a stale power after some step (the odds for a 2 s cycle over random phases, computed: 61 % with
+#: these eight steps, 28 % with the five steps 7 s apart this test had before)
 POWER_REPORT_INTERVAL_S = 1
-POWER_STEPS_A = (16.0, 8.0, 12.0, 6.0, 10.0)
-POWER_STEP_S = 7.0
+POWER_STEPS_A = (16.0, 8.0, 12.0, 6.0, 10.0, 14.0, 7.0, 11.0)
+POWER_STEP_S = 5.7
 
 
 def reported_power_w(payload: dict) -> float | None:
@@ -115,9 +117,13 @@ def reported_power_w(payload: dict) -> float | None:
 
 @pytest.mark.req("MTR-05")
 def test_power_is_measured_every_second_and_reported(ready):
-    """The unit reports its active power every second during a session (MeterValues), and what it
-    reports follows the reference meter after every load step within one measuring cycle plus one
-    report: a power measured less often shows up stale."""
+    """The unit reports its active power every second during a session (MeterValues), and every
+    report that arrives later than one measuring cycle (plus the way to the rig) after a load step
+    carries the new power (reference meter). Judged report by report from its arrival, not after a
+    blanket wait: a unit measuring every 2 s is caught when its reports fall more than
+    mtr.power_report_transit_s after its measurements, and a step falls where it shows (a phase of
+    its own: about 60 % of sessions with these steps; otherwise none of its reports is staler than
+    a 1 s unit's may be, and no black-box test can tell them apart)."""
     rig = ready
     rig.configure("MeterValuesSampledData", "Power.Active.Import,Energy.Active.Import.Register")
     rig.configure("MeterValueSampleInterval", str(POWER_REPORT_INTERVAL_S))
@@ -126,27 +132,28 @@ def test_power_is_measured_every_second_and_reported(ready):
     assert wait_output_live(rig, True, rig.limit("cp.contactor_close_max_s") + 1) is not None, "never charged"
     rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=mark)
     tol = rig.limit("mtr.ocpp_energy_agreement_pct") / 100
-    settle = rig.limit("mtr.power_measure_max_s") + rig.limit("mtr.power_report_latency_s")
+    transit = rig.limit("mtr.power_report_transit_s")
+    fresh_after = rig.limit("mtr.power_measure_max_s") + transit
     source = (f"MTR-05; {rig.source_of('mtr.ocpp_energy_agreement_pct')}; "
-              f"after {rig.source_of('mtr.power_measure_max_s')} + {rig.source_of('mtr.power_report_latency_s')}")
+              f"after {rig.source_of('mtr.power_measure_max_s')} + {rig.source_of('mtr.power_report_transit_s')}")
     for amps in POWER_STEPS_A:
+        since = rig.central.mark()
         rig.ev.draw(amps)
         stepped = rig.clock.now()
-        rig.clock.sleep(settle, f"the unit measures and reports {amps:g} A")
+        rig.clock.sleep(fresh_after, f"the unit measures {amps:g} A")
         truth_w = rig.meter.snapshot().total_power_w
-        since = rig.central.mark()
-        rig.clock.sleep(POWER_STEP_S - settle, "power reports at this load")
-        reports = [m for m in rig.central.history(action="MeterValues", direction="in") if m.index >= since]
-        assert reports, f"no MeterValues for {POWER_STEP_S - settle:g} s with MeterValueSampleInterval = 1"
+        rig.clock.sleep(POWER_STEP_S - fresh_after, "power reports at this load")
+        reports = [m for m in rig.central.history(action="MeterValues", direction="in")
+                   if m.index >= since and m.time - stepped >= fresh_after]
+        assert reports, f"no MeterValues for {POWER_STEP_S - fresh_after:g} s with MeterValueSampleInterval = 1"
         for m in reports:
             power = reported_power_w(m.payload)
             assert power is not None, f"MeterValues without Power.Active.Import although it was asked for: {m.payload}"
-            rig.check(f"reported power {m.time - stepped:.1f} s after a step to {amps:g} A (meter {truth_w:.0f} W)",
+            rig.check(f"reported power {m.time - stepped:.2f} s after a step to {amps:g} A (meter {truth_w:.0f} W)",
                       power, "W", truth_w * (1 - tol), truth_w * (1 + tol), source)
     times = [m.time for m in rig.central.history(action="MeterValues", direction="in") if m.index >= mark]
     gaps = [b - a for a, b in zip(times, times[1:])]
-    rig.check("longest gap between power reports", max(gaps), "s", None,
-              POWER_REPORT_INTERVAL_S + rig.limit("mtr.power_report_latency_s"),
-              f"MTR-05 reported every {POWER_REPORT_INTERVAL_S} s; {rig.source_of('mtr.power_report_latency_s')}",
+    rig.check("longest gap between power reports", max(gaps), "s", None, POWER_REPORT_INTERVAL_S + transit,
+              f"MTR-05 reported every {POWER_REPORT_INTERVAL_S} s; {rig.source_of('mtr.power_report_transit_s')}",
               resolution=rig.clock.resolution_s)
     unplug(rig)

@@ -158,6 +158,34 @@ def test_a_stop_while_the_start_is_unanswered_follows_the_answer_with_its_transa
     assert sent[1].payload["transactionId"] == given, f"StopTransaction {sent[1].payload}, the start was given {given}"
 
 
+@pytest.mark.req("OCPP-12", "OCPP-20")
+def test_a_late_invalid_answer_for_an_ended_session_leaves_the_next_one_charging(ready):
+    """A session ends while its StartTransaction is unanswered, and the next vehicle is charging
+    when the answer comes, Invalid. It answers the transaction that has ended: that one is stopped
+    (one StopTransaction with its transactionId) and the new session charges on
+    (StopTransactionOnInvalidId concerns the transaction the answer is for, OCPP 1.6 4.8, 9.1)."""
+    rig = ready
+    set_mode(rig, "PlugAndCharge")
+    rig.configure("StopTransactionOnInvalidId", "true")
+    rig.central.script("StartTransaction", delay(SLOW_ANSWER_S, reject()))
+    mark = rig.clock.now()
+    plug_and_ask(rig)
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s") + 5.0, after=mark)
+    unplug(rig)
+    plug_and_ask(rig)
+    closed = wait_l1(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0, poll_s=0.05)
+    assert closed is not None, "the next vehicle got no energy"
+    rig.ev.follow_pwm()
+    rig.clock.sleep(SLOW_ANSWER_S + rig.limit("ocpp.status_report_max_s"), "the late Invalid answer, then the queue")
+    opened = first_sense_edge(rig, "sense_l1", False, closed)
+    assert opened is None, (f"energy off {opened - closed:.1f} s into the next session: the late Invalid answer "
+                            "for the session before was applied to it")
+    given = transaction_id_of(rig, start)
+    stops = sent_since(rig, "StopTransaction", mark)
+    assert [m.payload["transactionId"] for m in stops] == [given], (
+        f"StopTransactions {[m.payload for m in stops]}: expected one, for the ended transaction {given}")
+
+
 @pytest.mark.req("OFF-02", "LED-03")
 def test_offline_manual_cannot_start(offline_capable):
     rig = offline_capable

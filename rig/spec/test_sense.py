@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from rig.bench.rig import SAFE_DWELL_S
 from rig.spec import sense_reference as ref
-from rig.spec.steps import (check_energy_intervals, clock_at, data_transfer, expect_led, latest_status,
+from rig.spec.steps import (check_energy_intervals, clock_at, data_transfer, expect_led, l1_intervals, latest_status,
                               plug_and_ask, set_mode, sleep_until, uk_time, unplug)
 
 MONDAY_EVENING = uk_time(2026, 1, 12, 17, 40)  # GMT: UK local = UTC
@@ -58,8 +58,8 @@ def reference_plan(rig, tariff, planned_at, ready_by, energy_kwh) -> ref.Plan:
                              rig.profile["sense"]["nominal_v"], rig.profile["phases"])
 
 
-def check_plan(rig, got: dict, want: ref.Plan) -> None:
-    """The unit's plan is the reference plan: slots, feasibility, power and both costs."""
+def check_plan(rig, got: dict, want: ref.Plan, costs: bool = True) -> None:
+    """The unit's plan is the reference plan: slots, feasibility, power and (with `costs`) both costs."""
     slots = [ref.parse_utc(s) for s in got["slots"]]
     assert slots == list(want.slots), (f"MODE-06 chosen slots {[ref.utc_iso(s) for s in slots]} differ from the "
                                        f"cheapest feasible plan {[ref.utc_iso(s) for s in want.slots]}")
@@ -67,6 +67,8 @@ def check_plan(rig, got: dict, want: ref.Plan) -> None:
     tol_kw, tol_p = rig.limit("mode.sense_power_tolerance_kw"), rig.limit("mode.sense_cost_tolerance_p")
     rig.check("Sense power", got["power_kw"], "kW", want.power_kw - tol_kw, want.power_kw + tol_kw,
               rig.source_of("mode.sense_power_tolerance_kw"))
+    if not costs:
+        return
     for key, value in (("estimated_cost_p", want.estimated_cost_p), ("charge_now_cost_p", want.charge_now_cost_p)):
         rig.check(f"Sense {key}", got[key], "p", value - tol_p, value + tol_p,
                   f"MODE-06 reference plan; {rig.source_of('mode.sense_cost_tolerance_p')}")
@@ -149,6 +151,79 @@ def test_target_out_of_reach_charges_every_candidate(ready, slots_after_ready_by
     check_plan(rig, unit_plan(rig), want)
     sleep_until(rig, max(ready_by, tariff[-1].start + ref.SLOT) + timedelta(minutes=5), "through the tariff")
     check_sense_session(rig, want, asked_s, start_kwh, energy, ready_by)
+
+
+#: the second day's prices, sent at 20:05 (18:00 .. 22:30 UTC): the 20:30 and 21:00 slots the
+#: first plan chose are dear now, 21:30 and 22:00 the cheapest before ready-by
+NEW_PRICES = [30.0, 28.0, 24.5, 12.0, 15.0, 30.0, 30.0, 5.0, 6.0, 7.5]
+
+
+@pytest.mark.req("MODE-06")
+def test_a_new_tariff_mid_session_replans_only_the_energy_still_missing(ready):
+    """Tariff data arrives again during a Sense session (a supplier publishing its prices): the unit
+    plans anew from then for the required energy less what it has delivered, so 2.6 slots' target
+    with one slot in needs two more slots (the cheapest before ready-by), and the session ends with
+    the target in, not the target on top of what was in. The replan's costs are not compared: the
+    unit counts what is still missing on its own meter, the reference on the rig's (both class 1)."""
+    rig = ready
+    prepare(rig)
+    rig.set_time(MONDAY_EVENING)
+    start = uk_time(2026, 1, 12, 18, 0)
+    ready_by = uk_time(2026, 1, 12, 22, 30).astimezone(timezone.utc)
+    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    energy = round(2.6 * slot_kwh, 3)
+    send_tariff_and_target(rig, tariff_from(start, PRICES), energy, ready_by)
+    start_kwh = rig.meter.energy_kwh()
+    planned_at = rig.time.now()
+    asked_s = plug_and_ask(rig, SENSE_CURRENT_A)
+    first = reference_plan(rig, tariff_from(start, PRICES), planned_at, ready_by, energy)
+    check_plan(rig, unit_plan(rig), first)
+    done = first.slots[0] + ref.SLOT
+    sleep_until(rig, done + timedelta(minutes=5), "through the first chosen slot")
+    delivered = rig.meter.energy_kwh() - start_kwh
+    second_tariff = tariff_from(start, NEW_PRICES)
+    send_tariff_and_target(rig, second_tariff, energy, ready_by)
+    second = reference_plan(rig, second_tariff, rig.time.now(), ready_by, energy - delivered)
+    assert len(second.slots) == 2 and second.feasible, f"test data: two slots to go, not {second}"
+    check_plan(rig, unit_plan(rig), second, costs=False)
+    sleep_until(rig, ready_by + timedelta(minutes=5), "through the new plan")
+    allowed = [(clock_at(rig, s), clock_at(rig, s + ref.SLOT)) for s in (first.slots[0], *second.slots)]
+    check_energy_intervals(rig, allowed, asked_s, rig.clock.now(), "MODE-06 Sense, planned anew mid-session",
+                           last_may_end_early=True)
+    tol = rig.limit("mode.sense_energy_tolerance_pct") / 100
+    rig.check("energy delivered by the ready-by time, planned anew mid-session", rig.meter.energy_kwh() - start_kwh,
+              "kWh", energy * (1 - tol), energy * (1 + tol),
+              f"MODE-06 the required energy by ready-by; {rig.source_of('mode.sense_energy_tolerance_pct')}")
+
+
+def check_plan_of_no_power(rig, got: dict, when: str) -> None:
+    tol_kw, tol_p = rig.limit("mode.sense_power_tolerance_kw"), rig.limit("mode.sense_cost_tolerance_p")
+    assert got["feasible"] is False, f"{when}: a plan with no current to offer cannot deliver energy: {got}"
+    rig.check(f"Sense power, {when}", got["power_kw"], "kW", -tol_kw, tol_kw,
+              f"MODE-06 the plan's power is what the unit can offer; {rig.source_of('mode.sense_power_tolerance_kw')}")
+    for key in ("estimated_cost_p", "charge_now_cost_p"):
+        rig.check(f"Sense {key}, {when}", got[key], "p", -tol_p, tol_p,
+                  f"MODE-06 no energy costs nothing; {rig.source_of('mode.sense_cost_tolerance_p')}")
+
+
+@pytest.mark.req("MODE-06")
+def test_with_no_current_to_offer_sense_plans_no_power_and_no_cost(ready):
+    """A site limit of 0 A (load management has nothing for this charger): the plan, made before
+    and after the vehicle is plugged in, has no power, is not feasible and costs nothing, charging
+    now or as planned; nothing is delivered. Which slots such a plan lists the contract's rule
+    does not say, so they are not judged. A planner that assumes some power anyway promises energy
+    the unit cannot deliver."""
+    rig = ready
+    prepare(rig)
+    rig.configure(rig.profile["ocpp"]["config_site_limit"], 0)
+    rig.set_time(MONDAY_EVENING)
+    ready_by = uk_time(2026, 1, 12, 22, 30).astimezone(timezone.utc)
+    send_tariff_and_target(rig, tariff_from(uk_time(2026, 1, 12, 18, 0), PRICES), 10.0, ready_by)
+    check_plan_of_no_power(rig, unit_plan(rig), "site limit 0 A, no vehicle yet")
+    asked_s = plug_and_ask(rig, SENSE_CURRENT_A)
+    check_plan_of_no_power(rig, unit_plan(rig), "site limit 0 A, vehicle plugged in")
+    sleep_until(rig, ready_by + timedelta(minutes=5), "through the tariff")
+    assert l1_intervals(rig, asked_s, rig.clock.now()) == [], "Sense: energy with a site limit of 0 A"
 
 
 @pytest.mark.req("MODE-06")

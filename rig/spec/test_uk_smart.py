@@ -392,6 +392,21 @@ def test_owner_can_move_or_remove_the_peak_hours(ready):
 
 
 @pytest.mark.req("MODE-03")
+def test_owner_peak_hours_across_midnight_hold_back_after_midnight_of_a_weekday_night(ready):
+    """An owner's peak 23:00-01:00 does not hold a vehicle back at Sunday 00:20 and holds one at
+    Tuesday 00:20 back until 01:00. Both follow from either reading of a window across midnight
+    (the night that starts on a peak day, or those hours on a peak day), so neither is assumed: a
+    unit that looks at the wrong yesterday, or ends the window at midnight, is caught."""
+    rig = ready
+    set_mode(rig, "UKSmart")
+    rig.configure(rig.profile["ocpp"]["config_peak_hours"], "23:00-01:00")
+    rig.set_time(uk_time(2026, 1, 11, 0, 20))
+    check_waits_for(rig, uk_time(2026, 1, 11, 0, 20), "owner's peak 23:00-01:00, Sunday 00:20")
+    rig.set_time(uk_time(*MONDAY[:2], MONDAY[2] + 1, 0, 20))
+    check_waits_for(rig, uk_time(*MONDAY[:2], MONDAY[2] + 1, 1, 0), "owner's peak 23:00-01:00, Tuesday 00:20")
+
+
+@pytest.mark.req("MODE-03")
 def test_owner_peak_hours_ending_off_the_hour_are_followed_to_the_minute(ready):
     """Peak hours that end at 10:45 release the vehicle at 10:45 (+ its delay), not at the next
     whole hour: the unit must wake at the edge itself (a surviving mutant woke 20 min early, found
