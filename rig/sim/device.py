@@ -413,6 +413,9 @@ class GroundTruth:
             self._file.close()
 
 
+STOP_BOUND_S = 15.0  # longest a stop may take (a clean one takes about a second)
+
+
 def serve(options: DeviceOptions, out) -> int:
     """Start the device, print where everything is and the rig file, run until SIGINT/SIGTERM."""
     import faulthandler
@@ -435,7 +438,14 @@ def serve(options: DeviceOptions, out) -> int:
         out.write("device: stopping\n")
         return 0
     finally:
-        device.stop()
+        # a device that cannot stop (a wedged thread) must not hang its terminal or the harness:
+        # past the bound it prints every thread's stack and exits 1, its temp dirs left for the
+        # next run's sweep (rig.core.tempdirs)
+        faulthandler.dump_traceback_later(STOP_BOUND_S, exit=True)
+        try:
+            device.stop()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -31,6 +31,8 @@ def f(self, defect, d, x):
     h = defect == "wide" or defect == "slow-open"
     k = x > 2 and defect == "wide" or x < 1
     m = f(x) == 0 and self.defect == "wide"
+    if f(x) == 0 and self.defect == "wide":
+        x = 60
     return a, b, c, e, g, h, k, m
 '''
 
@@ -54,6 +56,7 @@ def only(line_no: int, text: str) -> bool:
     (10, "== 0"), (10, "< 9"),  # the other terms of an `and` chain that holds the test anywhere
     (11, "or"),  # the operator of a chain made only of defect tests: false either way
     (12, "> 2"),  # the `and` inside the `or`
+    (15, "60"),  # the body of an `if` whose `and` chain holds the test anywhere, a call before it or not
 ])
 def test_code_only_a_known_bad_unit_runs_is_found(line_no, text):
     assert only(line_no, text)
@@ -70,6 +73,7 @@ def test_code_only_a_known_bad_unit_runs_is_found(line_no, text):
     (11, "=="),
     (12, "< 1"), (12, "or x"),  # the `or`'s other term is the good unit's
     (13, "== 0"),  # a call before the test runs for the good unit too
+    (14, "== 0"), (14, "and"),  # the same in an `if`: its test is the good unit's, its body is not
 ])
 def test_code_the_good_unit_runs_is_not(line_no, text):
     assert not only(line_no, text)
@@ -91,11 +95,12 @@ def test_every_recorded_equivalent_mutant_still_exists_and_is_classified_equival
 
 
 def test_the_nth_field_tells_two_equal_tokens_on_a_line_apart():
-    line = "if self.session and self.session.start_requested_sent and not self.session.stopped:"
-    ms = [m for m in mutation_score._mutants_cached("charger.py")
-          if m.old == "and" and line in (mutation_score.PROJECT / "rig/sim/charger.py").read_text().splitlines()[m.line - 1]]
+    """`done = {"up": False, "down": False}`: only the second False is recorded (nth = 2)."""
+    line = 'done = {"up": False, "down": False}'
+    source = (mutation_score.PROJECT / "rig/sim/charger_network.py").read_text()
+    ms = [m for m in mutation_score._mutants_cached("charger_network.py")
+          if m.old == "False" and line in source.splitlines()[m.line - 1]]
     assert [mutation_score.nth_on_line(m) for m in ms] == [1, 2]
-    source = (mutation_score.PROJECT / "rig/sim/charger.py").read_text()
     entries = mutation_score.load_equivalents()
     assert [mutation_score.equivalent_entry(m, source, entries) is not None for m in ms] == [False, True]
 
