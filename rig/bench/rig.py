@@ -225,6 +225,9 @@ class Rig:
         self.log = MeasurementLog(attach)
         if getattr(self, "network", None) is not None:
             self.network.restore()  # every service answering, the right time served
+        if getattr(self, "central", None) is not None:
+            self.central.clear_scripts()  # every call answered as usual: an answer a test scripted and
+            #                               never used would otherwise greet the next test's unit
         self.safe_state()
         self.verify_safe_state()
         self.clock.sleep(SAFE_DWELL_S, "unit settles in the safe state")

@@ -78,7 +78,8 @@ class ModeController:
         """Called just before a vendor key changes: a MaxCurrentA change while charging waits."""
         if key == self.keys["config_charging_mode"] and old != new:
             self._leave_mode()
-        elif key == self.keys["config_current_limit"] and self.mode == "UKSmart" and self.c.contactor_closed:
+        elif ((key == self.keys["config_current_limit"] or self.defect == "any-key-is-a-rate-change")
+              and self.mode == "UKSmart" and self.c.contactor_closed):
             if self.held_max_current is None:
                 self.held_max_current = old  # the old rate stays until the fresh delay has run
             self.c._later(RATE, self._draw_delay("rate"), self._apply_rate)

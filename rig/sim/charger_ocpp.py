@@ -251,7 +251,8 @@ class ChargerOcpp:
         messages wait behind it, so their order holds."""
         head.failed_attempts += 1
         attempts = int(self.config.number("TransactionMessageAttempts", 3))
-        if self.defect == "tx-message-dropped-on-error" or head.failed_attempts >= attempts:
+        given_up = head.failed_attempts >= attempts and self.defect != "tx-message-retried-for-ever"
+        if self.defect == "tx-message-dropped-on-error" or given_up:
             self._tx_finished(head)
             self._pump_tx()
             return

@@ -187,6 +187,10 @@ class ChargerOperations:
         if payload["connectorId"] != 1 or self.model["connector"] == "tethered":
             return {"status": "NotSupported"}
         s = self.session
+        if s is None and self.defect == "unlock-idle-call-error":
+            from rig.sim.ocpp_client import CallErrorReply
+
+            return CallErrorReply("InternalError", "no session")  # the bug: nothing to stop taken for an error
         if s is not None and s.start_requested_sent and not s.stopped and self.defect != "unlock-while-charging":
             self._stop_transaction("UnlockCommand")
         return {"status": "Unlocked"}

@@ -56,6 +56,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("delay-fractional", "UK Smart random delay not in whole seconds (uniform over the real interval)", ("MODE-01",)),
         Defect("delay-coarse-10s", "UK Smart random delay drawn on a 10 s grid (0, 10, ... 600 s)", ("MODE-01",)),
         Defect("delay-plug-in-only", "UK Smart random delay only at plug-in: none at a peak end, a peak start or a rate change", ("MODE-01",)),
+        Defect("any-key-is-a-rate-change", "while charging in UK Smart, a change of any key is taken for a MaxCurrentA "
+               "change: that key's old value is held as the rate until a fresh random delay has run", ("MODE-01", "CP-06")),
         Defect("delay-override-ignored", "SkipRandomDelay answered Accepted but the delay runs on", ("MODE-02",)),
         Defect("charges-in-evening-peak", "UK Smart honours the morning peak but starts charging in the 16:00-22:00 peak", ("MODE-03",)),
         Defect("peak-ends-at-midnight", "an owner's peak hours across midnight (23:00-01:00) end at midnight: charging starts at 00:00", ("MODE-03",)),
@@ -113,6 +115,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("invalid-id-false-charges-on", "an idTag refused at start with StopTransactionOnInvalidId false: "
                "the transaction stays open (right) and energy keeps flowing (OCPP 1.6 4.8: only energy stops)",
                ("OCPP-12",)),
+        Defect("unlock-idle-call-error", "answers UnlockConnector with no vehicle plugged in with a CallError "
+               "(InternalError) instead of an UnlockConnector.conf", ("OCPP-13",), model="PS22-S"),
         Defect("unlock-while-charging", "answers UnlockConnector Unlocked while the transaction runs on: the "
                "socket is released under load", ("OCPP-13",), model="PS7-S"),
         Defect("smart-period-late", "applies each charging-schedule period 30 s after it begins", ("OCPP-14",)),
@@ -133,6 +137,8 @@ CATALOGUE: dict[str, Defect] = {
                "still limited by it", ("OCPP-17",)),
         Defect("tx-message-dropped-on-error", "discards a StopTransaction the central system answered with a "
                "CallError instead of retrying it (the transaction's energy never reaches billing)", ("OCPP-18",)),
+        Defect("tx-message-retried-for-ever", "retries a transaction message the central system keeps failing "
+               "beyond TransactionMessageAttempts, for ever", ("OCPP-18",)),
         Defect("late-invalid-stops-next", "a StartTransaction.conf Invalid that arrives after its session ended "
                "stops the session charging now", ("OCPP-12",)),
         Defect("tx-queue-resends-head", "does not wait for the answer to the transaction message in flight: a message "

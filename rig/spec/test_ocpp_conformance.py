@@ -212,6 +212,27 @@ def test_a_transaction_message_the_central_system_failed_is_retried_with_growing
     assert all(abs(g - e) <= tolerance for g, e in zip(gaps, expected)), f"retries after {gaps} s, expected {expected} s"
 
 
+@pytest.mark.req("OCPP-18")
+def test_a_transaction_message_failed_at_every_try_is_dropped_after_the_last(charging):
+    """The other side of the limit: the central system fails every try. After
+    TransactionMessageAttempts tries the unit discards the message (OCPP 1.6 3.7) and sends it no
+    more, however long it is watched (here past the wait a further try would have had)."""
+    rig = charging
+    tolerance = rig.limit("ocpp.transaction_retry_tolerance_s")
+    interval, attempts = 20, 3
+    rig.configure("TransactionMessageRetryInterval", str(interval))
+    rig.configure("TransactionMessageAttempts", str(attempts))
+    tx = transaction_id(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
+    for _ in range(attempts):  # every try fails (no more scripted: a script outliving the test would fail the next)
+        rig.central.script("StopTransaction", call_error("InternalError", "the central system's database is down"))
+    mark = rig.clock.now()
+    assert rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)["status"] == "Accepted"
+    rig.clock.sleep(interval * sum(range(attempts + 1)) + 3 * tolerance + rig.limit("ocpp.status_report_max_s"))
+    tries = [m for m in rig.central.history(action="StopTransaction", direction="in") if m.time >= mark]
+    assert len(tries) == attempts, (f"{len(tries)} StopTransaction tries, every one failed, with "
+                                    f"TransactionMessageAttempts {attempts}: expected {attempts}, then none")
+
+
 @pytest.mark.req("OCPP-21")
 def test_sampled_meter_values_carry_exactly_the_configured_measurands(charging):
     rig = charging

@@ -143,6 +143,19 @@ def test_unlock_on_a_socket_stops_the_transaction_first(charging):
 
 
 @pytest.mark.req("OCPP-13")
+@pytest.mark.connector("socket")
+def test_unlock_with_no_vehicle_is_answered_and_stops_nothing(ready):
+    """No vehicle, no transaction: UnlockConnector still gets an UnlockConnector.conf (OCPP 1.6 5.18:
+    Unlocked or UnlockFailed on a socket; a CallError is no answer), and no StopTransaction follows."""
+    rig = ready
+    mark = rig.clock.now()
+    status = rig.central.call("UnlockConnector", {"connectorId": 1}, cp_id=rig.cp_id)["status"]
+    assert status in ("Unlocked", "UnlockFailed"), f"UnlockConnector with no vehicle on a socket variant: {status}"
+    rig.clock.sleep(rig.limit("ocpp.status_report_max_s"), "anything the unlock sends")
+    assert not sent_since(rig, "StopTransaction", mark), "a StopTransaction after unlocking an empty socket"
+
+
+@pytest.mark.req("OCPP-13")
 @pytest.mark.connector("tethered")
 def test_unlock_on_a_tethered_unit_is_not_supported(charging):
     rig = charging

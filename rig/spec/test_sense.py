@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from rig.bench.rig import SAFE_DWELL_S
+from rig.product import cp
 from rig.spec import sense_reference as ref
 from rig.spec.steps import (check_energy_intervals, clock_at, data_transfer, expect_led, l1_intervals, latest_status,
                               plug_and_ask, set_mode, sleep_until, uk_time, unplug)
@@ -48,13 +49,13 @@ def unit_plan(rig) -> dict:
         raise AssertionError(f"GetSensePlan data is not the documented JSON plan: {reply!r}") from exc
 
 
-def prepare(rig) -> None:
+def prepare(rig, current_a: float = SENSE_CURRENT_A) -> None:
     set_mode(rig, "Sense")
-    rig.configure(rig.profile["ocpp"]["config_current_limit"], SENSE_CURRENT_A)
+    rig.configure(rig.profile["ocpp"]["config_current_limit"], current_a)
 
 
-def reference_plan(rig, tariff, planned_at, ready_by, energy_kwh) -> ref.Plan:
-    return ref.cheapest_plan(tariff, planned_at, ready_by, energy_kwh, SENSE_CURRENT_A,
+def reference_plan(rig, tariff, planned_at, ready_by, energy_kwh, current_a: float = SENSE_CURRENT_A) -> ref.Plan:
+    return ref.cheapest_plan(tariff, planned_at, ready_by, energy_kwh, current_a,
                              rig.profile["sense"]["nominal_v"], rig.profile["phases"])
 
 
@@ -124,6 +125,29 @@ def test_sense_plan_is_the_cheapest_feasible_and_charging_follows_it(ready, slot
     expect_led(rig, "blue_pulsing", "Sense, waiting for the first chosen slot")
     status = latest_status(rig)
     assert status == "SuspendedEVSE", f"Sense, waiting for a slot: expected SuspendedEVSE, last status {status}"
+    sleep_until(rig, ready_by + timedelta(minutes=5), "through the plan")
+    check_sense_session(rig, want, asked_s, start_kwh, energy, ready_by)
+
+
+@pytest.mark.req("MODE-06")
+def test_sense_at_the_lowest_offer_plans_and_charges_like_any_other(ready):
+    """MaxCurrentA at the lowest current a unit may offer (IEC 61851-1: 6 A): a half-hour slot
+    then holds 0.69 kWh on a single-phase unit, under a kilowatt-hour. The plan is still the
+    reference plan and charging follows it to the target."""
+    rig = ready
+    prepare(rig, cp.MIN_OFFERED_A)
+    rig.set_time(MONDAY_EVENING)
+    start = uk_time(2026, 1, 12, 18, 0)
+    ready_by = uk_time(2026, 1, 12, 22, 30).astimezone(timezone.utc)
+    tariff = tariff_from(start, PRICES)
+    slot_kwh = ref.power_kw(cp.MIN_OFFERED_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    energy = round(2.6 * slot_kwh, 3)
+    send_tariff_and_target(rig, tariff, energy, ready_by)
+    start_kwh = rig.meter.energy_kwh()
+    planned_at = rig.time.now()
+    asked_s = plug_and_ask(rig, cp.MIN_OFFERED_A)
+    want = reference_plan(rig, tariff, planned_at, ready_by, energy, cp.MIN_OFFERED_A)
+    check_plan(rig, unit_plan(rig), want)
     sleep_until(rig, ready_by + timedelta(minutes=5), "through the plan")
     check_sense_session(rig, want, asked_s, start_kwh, energy, ready_by)
 

@@ -317,6 +317,27 @@ def test_fresh_delay_when_the_current_limit_changes(ready):
                             "load balancing is exempt from the random delay (regs 11)")
 
 
+@pytest.mark.req("MODE-01", "CP-06")
+def test_another_key_changed_while_charging_leaves_the_offer_alone(ready):
+    """Only a change of the rate is a relevant time (reg 11): a change of another key
+    (MeterValueSampleInterval) while charging in UK Smart leaves the offer at MaxCurrentA, at once
+    and after the longest delay, and the energy on."""
+    rig = ready
+    set_mode(rig, "UKSmart")
+    rig.set_time(SATURDAY)
+    rate = RATES_A[0]
+    rig.configure(rig.profile["ocpp"]["config_current_limit"], rate)
+    plug_and_ask(rig, rate)
+    closed = wait_l1(rig, True, start_timeout_s(rig, top_s(rig)), poll_s=LONG_POLL_S)
+    assert closed is not None, "no energy"
+    rig.clock.sleep(rig.limit("cp.duty_follow_s"), "charging settles")
+    rig.configure("MeterValueSampleInterval", "30")
+    for wait_s, when in ((rig.limit("cp.duty_follow_s"), "just after"), (top_s(rig), "the longest delay after")):
+        rig.clock.sleep(wait_s, f"MeterValueSampleInterval changed: {when}")
+        check_offered_duty(rig, rig.pilot.measure_cp(), rate, f"MaxCurrentA {rate:g} A, {when} another key changed")
+    assert first_sense_edge(rig, "sense_l1", False, closed) is None, "energy off after another key changed"
+
+
 # ----------------------------------------------------------------------------- MODE-03: peak hours
 def check_waits_for(rig, opens_at, what: str) -> float:
     """Plugged in and asking before `opens_at` (a UK datetime): no energy before it, energy within

@@ -427,3 +427,30 @@ def test_same_script_same_history_including_timestamps():
     second = run_scenario(3)
     assert len(first) > 30
     assert first == second
+
+
+def test_an_answer_one_test_scripted_and_never_used_does_not_answer_the_next(tmp_path):
+    """Each test starts with the central system answering as usual: a StartTransaction refusal the
+    first test scripted (and never used) must not refuse the second test's session."""
+    from tests.harness.plugin_runs import run_pytest, write_test
+
+    probe = write_test(tmp_path, """
+        from rig.instruments.central_system import reject
+        from rig.spec.steps import plug_and_ask, set_mode, wait_l1
+
+        def test_scripts_a_refusal_and_never_uses_it(rig):
+            rig.await_ready()
+            rig.central.script("StartTransaction", reject())
+
+        def test_charges_on_after_its_start(rig):
+            rig.await_ready()
+            set_mode(rig, "PlugAndCharge")
+            mark = rig.clock.now()
+            plug_and_ask(rig)
+            assert wait_l1(rig, True, 10.0) is not None
+            rig.central.wait_for("StartTransaction", timeout=10.0, after=mark)
+            rig.clock.sleep(10.0)
+            assert rig.pilot.sense().l1, "the session was refused by an answer scripted in the test before"
+    """)
+    run = run_pytest([str(probe), "-p", "no:randomly"], tmp_path / "run")
+    assert run.returncode == 0 and "2 passed" in run.output, run.output[-3000:]
