@@ -302,6 +302,8 @@ class ModeController:
         if self.defect == "sense-plans-without-power":  # the bug: plans on at least the 6 A lowest offer
             offered_a = max(offered_a, 6.0)
         power = M.sense_power_kw(offered_a, nominal_v, self.c.model["phases"])
+        if self.defect == "sense-whole-kwh-slots" and power * M.SLOT.total_seconds() / 3600.0 < 1.0:
+            power = 0.0  # the bug: slot energy kept in whole kWh, so a slot under 1 kWh holds none
         return M.plan_sense(self.tariff, energy_kwh, self.target.ready_by, now, power,
                             respect_ready_by=self.defect != "sense-ignores-ready-by",
                             fill_after_ready_by=self.defect == "sense-short-fills-after-ready-by",

@@ -68,6 +68,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("sense-ignores-ready-by", "Sense picks the cheapest slots even after the ready-by time", ("MODE-06",)),
         Defect("sense-plans-without-power", "Sense plans on at least 6 A when the limits leave less (a site "
                "limit of 0 A): a feasible plan with costs for energy it cannot deliver", ("MODE-06",)),
+        Defect("sense-whole-kwh-slots", "Sense keeps a slot's energy in whole kWh: at the lowest offer on a "
+               "single-phase unit (0.69 kWh a slot) it plans nothing and never charges", ("MODE-06",)),
         Defect("sense-replan-forgets-delivered", "Sense, planning anew mid-session (new tariff data), plans the whole "
                "target again: the energy already delivered is charged twice", ("MODE-06",)),
         Defect("sense-no-tariff-waits", "Sense without tariff data waits for it instead of charging: the ready-by "
