@@ -13,11 +13,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from rig.network import NTP_PORT
-from rig.network.udp import UdpService
+from rig.network.udp import ANSWER, SILENT, UdpService
 
 NTP_EPOCH = datetime(1900, 1, 1, tzinfo=timezone.utc)
 _PACKET = struct.Struct("!BBbbII4sQQQQ")  # 48 bytes
 MODE_CLIENT, MODE_SERVER = 3, 4
+#: answers, but not the request it got: the originate field is not the client's transmit time (a
+#: reply to another request, or forged). RFC 5905 8: a client discards such a reply ("bogus")
+STRAY = "stray"
 
 
 def to_ntp(when: datetime) -> int:
@@ -67,10 +70,11 @@ def client_request(now: datetime) -> bytes:
 
 
 class NtpServer(UdpService):
-    """Config: host, port (123 on a real bench), mode (answer | silent), error_s.
+    """Config: host, port (123 on a real bench), mode (answer | silent | stray), error_s.
     `time_source()` is the rig's TimeService.now (tz-aware UTC)."""
 
     default_port = NTP_PORT
+    modes = (ANSWER, SILENT, STRAY)
 
     def __init__(self, name, config, clock, loop=None, time_source: Callable[[], datetime] | None = None):
         super().__init__(name, config, clock, loop)
@@ -89,5 +93,7 @@ class NtpServer(UdpService):
         if request.mode != MODE_CLIENT:
             return f"mode {request.mode} (not a client)", None
         now = to_ntp(self.served_time())
-        reply = NtpPacket(MODE_SERVER, request.version, 1, b"GPS\0", now, request.transmit, now, now)
+        # stray: the originate of a request one second older, as a late or forged reply would carry
+        originate = request.transmit if self.mode != STRAY else (request.transmit - (1 << 32)) % (1 << 64)
+        reply = NtpPacket(MODE_SERVER, request.version, 1, b"GPS\0", now, originate, now, now)
         return f"SNTP v{request.version} client", reply.encode()

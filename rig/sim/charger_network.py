@@ -293,7 +293,8 @@ class UnitNetwork(FirmwareFetch):
 
         def accept(data: bytes):
             packet = T.NtpPacket.decode(data)
-            return packet if packet.mode == T.MODE_SERVER and packet.originate == T.to_ntp(sent) else None
+            ours = packet.originate == T.to_ntp(sent) or self.defect == "ntp-origin-unchecked"  # (the bug: any)
+            return packet if packet.mode == T.MODE_SERVER and ours else None
 
         def answered(packet: T.NtpPacket) -> None:
             self.set_rtc(packet.transmit_time)

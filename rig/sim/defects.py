@@ -172,6 +172,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("dns-no-address-final", "a DNS server that knows the name but has no address for it ends the "
                "lookup: the unit never asks the next server and never connects", ("NET-02",)),
         Defect("ntp-wrong-server", "takes its time from a hard-coded NTP server, not pool.ntp.org", ("NET-01", "NET-03")),
+        Defect("ntp-origin-unchecked", "takes any NTP server reply, also one whose originate timestamp is not its "
+               "request's (RFC 5905: discard): a stray or forged reply sets its clock", ("NET-03",)),
         Defect("ntp-required", "asks pool.ntp.org until it answers before connecting: with UDP 123 blocked the "
                "unit never registers although its clock is right", ("NET-03",)),
         Defect("debug-port-listening", "leaves a debug console listening on TCP 2323", ("NET-01",)),

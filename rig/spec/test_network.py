@@ -141,6 +141,29 @@ def test_an_unreachable_time_server_does_not_keep_a_unit_with_a_right_clock_offl
     rig.await_ready()
 
 
+@pytest.mark.req("NET-03")
+def test_a_time_reply_that_does_not_answer_the_units_request_is_not_taken(net):
+    """pool.ntp.org answers every query with a time three years behind, but in replies whose
+    originate timestamp is not the request's transmit time (a late or forged reply; RFC 5905 8:
+    the client discards it). A unit that checks its replies keeps its right clock and registers
+    as with NTP unreachable; one that takes them cannot authenticate."""
+    rig = net
+    ntp = rig.network.ntp
+    ntp.set_error(-3 * 365 * 86400.0)
+    ntp.set_mode("stray")
+    mark, t0 = rig.central.mark(), rig.clock.now()
+    rig.power_cycle()
+    allowed = rig.limit("boot.self_test_max_s") + rig.limit("boot.accept_max_s") + rig.limit("net.ntp_unreachable_max_s")
+    try:
+        rig.central.wait_for("BootNotification", timeout=allowed, after=mark)
+    except CentralSystemTimeout:
+        raise ChargerFailure(f"with pool.ntp.org answering only in replies to other requests (three years behind) "
+                             f"the unit did not register within {allowed:g} s: it took a reply it should have "
+                             "discarded") from None
+    assert [q for q in ntp.queries(since=t0) if q.answered], "the unit never asked pool.ntp.org for the time"
+    rig.await_ready()
+
+
 @pytest.mark.req("NET-04")
 def test_traffic_of_one_charge_cycle(net):
     rig = net
