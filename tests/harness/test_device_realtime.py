@@ -118,8 +118,10 @@ def test_ocpp_conformance_cases_in_real_time_against_the_device(tmp_path):
             stopped = dev.stop()
         assert stopped == 0, dev.tail()  # a device that hung on its way out hung during the run
         tests = run.json("run.json")["tests"]
-        assert {r for t in tests for r in t["requirements"]} == set(ids.split(",")), run.output[-2000:]
-        failed = {r for t in tests if t["outcome"] == "failed" for r in t["requirements"]}
+        asked = set(ids.split(","))
+        # every asked requirement covered; a test may also serve another (OCPP-12's late answer: OCPP-20)
+        assert {r for t in tests for r in t["requirements"]} >= asked, run.output[-2000:]
+        failed = {r for t in tests if t["outcome"] == "failed" for r in t["requirements"]} & asked
         assert failed == expected, (defect, [(t["nodeid"], t["outcome"]) for t in tests], run.output[-2000:])
         odd = [(t["nodeid"], t["outcome"], t.get("rig_fault") or t.get("harness_error") or t.get("message"))
                for t in tests if t["outcome"] not in ("passed", "failed")]
