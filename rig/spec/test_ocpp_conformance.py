@@ -190,25 +190,35 @@ def test_meter_values_follow_the_sample_interval_and_zero_sends_none(charging):
     assert not late, f"{len(late)} sampled MeterValues with MeterValueSampleInterval 0 (OCPP: none)"
 
 
+RETRY_INTERVAL_S, ATTEMPTS = 20, 3  # TransactionMessageRetryInterval and TransactionMessageAttempts set
+
+
+def stop_with_failed_tries(rig, failures: int, watch_s: float) -> list:
+    """Retry settings as above, `failures` StopTransaction answers scripted as CallErrors, a remote
+    stop of the running transaction, `watch_s` of waiting: the StopTransaction tries the unit made.
+    Never more failures scripted than tries asked for: a script outliving the test would fail the next."""
+    rig.configure("TransactionMessageRetryInterval", str(RETRY_INTERVAL_S))
+    rig.configure("TransactionMessageAttempts", str(ATTEMPTS))
+    tx = transaction_id(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
+    for _ in range(failures):
+        rig.central.script("StopTransaction", call_error("InternalError", "the central system's database is down"))
+    mark = rig.clock.now()
+    assert rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)["status"] == "Accepted"
+    rig.clock.sleep(watch_s)
+    return [m for m in rig.central.history(action="StopTransaction", direction="in") if m.time >= mark]
+
+
 @pytest.mark.req("OCPP-18")
 def test_a_transaction_message_the_central_system_failed_is_retried_with_growing_waits(charging):
     rig = charging
     tolerance = rig.limit("ocpp.transaction_retry_tolerance_s")
-    interval, attempts = 20, 3
-    rig.configure("TransactionMessageRetryInterval", str(interval))
-    rig.configure("TransactionMessageAttempts", str(attempts))
-    tx = transaction_id(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
-    for _ in range(attempts - 1):  # the last try is answered as usual
-        rig.central.script("StopTransaction", call_error("InternalError", "the central system's database is down"))
-    mark = rig.clock.now()
-    assert rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)["status"] == "Accepted"
-    rig.clock.sleep(interval * sum(range(attempts)) + 3 * tolerance + rig.limit("ocpp.status_report_max_s"))
-    tries = [m for m in rig.central.history(action="StopTransaction", direction="in") if m.time >= mark]
-    assert len(tries) == attempts, (f"{len(tries)} StopTransaction tries after {attempts - 1} CallErrors with "
-                                    f"TransactionMessageAttempts {attempts}, expected {attempts}")
+    watch_s = RETRY_INTERVAL_S * sum(range(ATTEMPTS)) + 3 * tolerance + rig.limit("ocpp.status_report_max_s")
+    tries = stop_with_failed_tries(rig, ATTEMPTS - 1, watch_s)  # the last try is answered as usual
+    assert len(tries) == ATTEMPTS, (f"{len(tries)} StopTransaction tries after {ATTEMPTS - 1} CallErrors with "
+                                    f"TransactionMessageAttempts {ATTEMPTS}, expected {ATTEMPTS}")
     assert all(t.payload == tries[0].payload for t in tries), "a retried StopTransaction changed its content"
     gaps = [round(b.time - a.time, 1) for a, b in zip(tries, tries[1:])]
-    expected = [interval * n for n in range(1, attempts)]  # TransactionMessageRetryInterval x failed attempts
+    expected = [RETRY_INTERVAL_S * n for n in range(1, ATTEMPTS)]  # TransactionMessageRetryInterval x failed attempts
     assert all(abs(g - e) <= tolerance for g, e in zip(gaps, expected)), f"retries after {gaps} s, expected {expected} s"
 
 
@@ -219,18 +229,10 @@ def test_a_transaction_message_failed_at_every_try_is_dropped_after_the_last(cha
     more, however long it is watched (here past the wait a further try would have had)."""
     rig = charging
     tolerance = rig.limit("ocpp.transaction_retry_tolerance_s")
-    interval, attempts = 20, 3
-    rig.configure("TransactionMessageRetryInterval", str(interval))
-    rig.configure("TransactionMessageAttempts", str(attempts))
-    tx = transaction_id(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
-    for _ in range(attempts):  # every try fails (no more scripted: a script outliving the test would fail the next)
-        rig.central.script("StopTransaction", call_error("InternalError", "the central system's database is down"))
-    mark = rig.clock.now()
-    assert rig.central.call("RemoteStopTransaction", {"transactionId": tx}, cp_id=rig.cp_id)["status"] == "Accepted"
-    rig.clock.sleep(interval * sum(range(attempts + 1)) + 3 * tolerance + rig.limit("ocpp.status_report_max_s"))
-    tries = [m for m in rig.central.history(action="StopTransaction", direction="in") if m.time >= mark]
-    assert len(tries) == attempts, (f"{len(tries)} StopTransaction tries, every one failed, with "
-                                    f"TransactionMessageAttempts {attempts}: expected {attempts}, then none")
+    watch_s = RETRY_INTERVAL_S * sum(range(ATTEMPTS + 1)) + 3 * tolerance + rig.limit("ocpp.status_report_max_s")
+    tries = stop_with_failed_tries(rig, ATTEMPTS, watch_s)
+    assert len(tries) == ATTEMPTS, (f"{len(tries)} StopTransaction tries, every one failed, with "
+                                    f"TransactionMessageAttempts {ATTEMPTS}: expected {ATTEMPTS}, then none")
 
 
 @pytest.mark.req("OCPP-21")
