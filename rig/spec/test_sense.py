@@ -54,6 +54,12 @@ def prepare(rig, current_a: float = SENSE_CURRENT_A) -> None:
     rig.configure(rig.profile["ocpp"]["config_current_limit"], current_a)
 
 
+def slot_energy_kwh(rig, current_a: float = SENSE_CURRENT_A) -> float:
+    """What one half-hour slot delivers at `current_a` on this model."""
+    power = ref.power_kw(current_a, rig.profile["sense"]["nominal_v"], rig.profile["phases"])
+    return power * ref.SLOT.total_seconds() / 3600.0
+
+
 def reference_plan(rig, tariff, planned_at, ready_by, energy_kwh, current_a: float = SENSE_CURRENT_A) -> ref.Plan:
     return ref.cheapest_plan(tariff, planned_at, ready_by, energy_kwh, current_a,
                              rig.profile["sense"]["nominal_v"], rig.profile["phases"])
@@ -111,7 +117,7 @@ def test_sense_plan_is_the_cheapest_feasible_and_charging_follows_it(ready, slot
     start = uk_time(2026, 1, 12, 18, 0)
     ready_by = uk_time(2026, 1, 12, 22, 30).astimezone(timezone.utc)
     tariff = tariff_from(start, PRICES)
-    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    slot_kwh = slot_energy_kwh(rig)
     energy = round(slots_of_energy * slot_kwh, 3)
     send_tariff_and_target(rig, tariff, energy, ready_by)
     start_kwh = rig.meter.energy_kwh()
@@ -140,7 +146,7 @@ def test_sense_at_the_lowest_offer_plans_and_charges_like_any_other(ready):
     start = uk_time(2026, 1, 12, 18, 0)
     ready_by = uk_time(2026, 1, 12, 22, 30).astimezone(timezone.utc)
     tariff = tariff_from(start, PRICES)
-    slot_kwh = ref.power_kw(cp.MIN_OFFERED_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    slot_kwh = slot_energy_kwh(rig, cp.MIN_OFFERED_A)
     energy = round(2.6 * slot_kwh, 3)
     send_tariff_and_target(rig, tariff, energy, ready_by)
     start_kwh = rig.meter.energy_kwh()
@@ -164,7 +170,7 @@ def test_target_out_of_reach_charges_every_candidate(ready, slots_after_ready_by
     tariff = tariff_from(uk_time(2026, 1, 12, 18, 0), PRICES[:4 + slots_after_ready_by])
     ready_by = tariff[3].start + ref.SLOT
     assert min(s.price for s in tariff[4:]) < max(s.price for s in tariff[:4]) if slots_after_ready_by else True
-    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    slot_kwh = slot_energy_kwh(rig)
     energy = round(5.5 * slot_kwh, 3)
     send_tariff_and_target(rig, tariff, energy, ready_by)
     start_kwh = rig.meter.energy_kwh()
@@ -194,7 +200,7 @@ def test_a_new_tariff_mid_session_replans_only_the_energy_still_missing(ready):
     rig.set_time(MONDAY_EVENING)
     start = uk_time(2026, 1, 12, 18, 0)
     ready_by = uk_time(2026, 1, 12, 22, 30).astimezone(timezone.utc)
-    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    slot_kwh = slot_energy_kwh(rig)
     energy = round(2.6 * slot_kwh, 3)
     send_tariff_and_target(rig, tariff_from(start, PRICES), energy, ready_by)
     start_kwh = rig.meter.energy_kwh()
@@ -260,7 +266,7 @@ def test_slots_already_begun_are_not_planned(ready):
     rig.set_time(MONDAY_EVENING)
     tariff = tariff_from(uk_time(2026, 1, 12, 17, 0), [1.0, 1.5] + PRICES[:6])
     ready_by = tariff[-1].start + ref.SLOT
-    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    slot_kwh = slot_energy_kwh(rig)
     energy = round(2.6 * slot_kwh, 3)
     send_tariff_and_target(rig, tariff, energy, ready_by)
     planned_at = rig.time.now()
@@ -330,7 +336,7 @@ def test_sense_plans_explored(ready, case):
     rig.set_time(first - timedelta(minutes=lead_min))
     tariff = tariff_from(first, prices)
     ready_by = tariff[0].start + ready_slots * ref.SLOT + timedelta(minutes=ready_extra_min)
-    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    slot_kwh = slot_energy_kwh(rig)
     energy = round(slots_of_energy * slot_kwh, 3)
     send_tariff_and_target(rig, tariff, energy, ready_by)
     start_kwh = rig.meter.energy_kwh()
@@ -355,7 +361,7 @@ def test_without_tariff_data_sense_charges_so_the_energy_is_in_by_ready_by(ready
     reply = data_transfer(rig, "datatransfer_set_tariff", {"slots": []})
     assert reply.get("status") == "Accepted", f"SetTariff with no slots (no tariff data) answered {reply}"
     ready_by = (MONDAY_EVENING + timedelta(hours=3)).astimezone(timezone.utc)
-    slot_kwh = ref.power_kw(SENSE_CURRENT_A, rig.profile["sense"]["nominal_v"], rig.profile["phases"]) / 2
+    slot_kwh = slot_energy_kwh(rig)
     energy = round(2.5 * slot_kwh, 3)  # 75 minutes of charging: well inside the three hours
     reply = data_transfer(rig, "datatransfer_set_sense_target", {"energy_kwh": energy, "ready_by": ref.utc_iso(ready_by)})
     assert reply.get("status") == "Accepted", f"SetSenseTarget answered {reply}"
