@@ -368,12 +368,15 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
             "timestamp": iso(self.rtc_now()),
         }
 
+        # (the bug: sampling armed only for a start the central system heard when it was made)
+        unsampled = self.defect == "offline-transaction-unsampled" and not self.online
+
         def started(answer: dict, session=s):
             session.transaction_id = answer.get("transactionId")
             if self._start_answered(session, answer):
                 return
             self._report_status()
-            if session is self.session:
+            if session is self.session and not unsampled:
                 self._meter_values_start()
 
         self._send_tx("StartTransaction", lambda: payload, started)

@@ -84,7 +84,8 @@ class ChargerMetering:
 
     def _meter_values_tick(self) -> None:
         s = self.session
-        if s is None or s.stopped or s.transaction_id is None:
+        stopped = s is not None and s.stopped and self.defect != "ended-transaction-sampled"  # (the bug)
+        if s is None or stopped or s.transaction_id is None:
             return
         self._send("MeterValues", {"connectorId": 1, "transactionId": s.transaction_id,
                                    "meterValue": [self._meter_value()]})

@@ -119,6 +119,12 @@ CATALOGUE: dict[str, Defect] = {
                ("OCPP-12",)),
         Defect("unlock-idle-call-error", "answers UnlockConnector with no vehicle plugged in with a CallError "
                "(InternalError) instead of an UnlockConnector.conf", ("OCPP-13",), model="PS22-S"),
+        Defect("offline-transaction-unsampled", "a transaction started while the central system was away is never "
+               "sent sampled MeterValues, also after the unit is back online and the transaction has its id",
+               ("OCPP-10",)),
+        Defect("ended-transaction-sampled", "a transaction that ended before its StartTransaction was answered "
+               "(socket unlocked, vehicle still plugged in) is sent sampled MeterValues every interval once the "
+               "answer comes", ("OCPP-10",), model="PS7-S"),
         Defect("unlock-while-charging", "answers UnlockConnector Unlocked while the transaction runs on: the "
                "socket is released under load", ("OCPP-13",), model="PS7-S"),
         Defect("smart-period-late", "applies each charging-schedule period 30 s after it begins", ("OCPP-14",)),

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from rig.instruments.central_system import reject
+from rig.instruments.central_system import delay, reject
 from rig.spec.steps import (check_no_energy, first_sense_edge, l1_intervals, plug_and_ask,
-                            sent_since, set_mode, transaction_id, wait_l1)
+                            sent_since, set_mode, transaction_id, transaction_id_of, wait_l1)
 
 GOOD_TAG, BAD_TAG = "RIG-OWNER", "RIG-STOLEN-CARD"
+SLOW_ANSWER_S = 20.0  # a central system this slow to answer a StartTransaction (a test condition, not a limit)
+SAMPLE_INTERVAL_S = 10  # MeterValueSampleInterval set: short, so several samples would be due in the watch
 
 
 def remote_start(rig, payload: dict) -> str:
@@ -165,3 +167,34 @@ def test_unlock_on_a_tethered_unit_is_not_supported(charging):
     rig.clock.sleep(rig.limit("cp.pause_open_max_s") + 1.0, "charging goes on")
     assert not sent_since(rig, "StopTransaction", mark), "a NotSupported unlock stopped the transaction"
     assert first_sense_edge(rig, "sense_l1", False, mark) is None, "energy stopped after a NotSupported unlock"
+
+
+@pytest.mark.req("OCPP-10", "OCPP-13", "OCPP-20")
+@pytest.mark.connector("socket")
+def test_a_transaction_unlocked_before_its_start_is_answered_is_not_sampled_afterwards(ready):
+    """The central system is slow to answer StartTransaction, and the socket is unlocked meanwhile:
+    the transaction ends (UnlockCommand) before the unit knows its id, with the vehicle still
+    plugged in. When the answer comes, the queued StopTransaction follows with that id, and no
+    sampled MeterValues: they are taken during a transaction (OCPP 1.6 3.16, 9.1
+    MeterValueSampleInterval), and this one has ended. Found as a surviving mutant (the sampling
+    timer's check that the transaction still runs, charger_metering.py): a unit that arms its
+    sampling on the late answer reports a transaction that is over, every interval, for as long as
+    the vehicle stays."""
+    rig = ready
+    set_mode(rig, "PlugAndCharge")
+    rig.configure("MeterValueSampleInterval", str(SAMPLE_INTERVAL_S))
+    rig.central.script("StartTransaction", delay(SLOW_ANSWER_S))
+    mark = rig.clock.now()
+    plug_and_ask(rig)
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s") + 5.0, after=mark)
+    status = rig.central.call("UnlockConnector", {"connectorId": 1}, cp_id=rig.cp_id)["status"]
+    assert status == "Unlocked", f"UnlockConnector on a socket variant while the start was unanswered: {status}"
+    rig.clock.sleep(SLOW_ANSWER_S + rig.limit("ocpp.status_report_max_s") + 3 * SAMPLE_INTERVAL_S
+                    + rig.limit("ocpp.meter_values_interval_tolerance_s"), "the late answer, the queued stop, and after")
+    given = transaction_id_of(rig, start)
+    stops = [(m.payload["transactionId"], m.payload.get("reason")) for m in sent_since(rig, "StopTransaction", mark)]
+    assert stops == [(given, "UnlockCommand")], (
+        f"StopTransactions {stops}: expected one, for transaction {given}, reason UnlockCommand")
+    sampled = [m.payload for m in sent_since(rig, "MeterValues", mark) if "transactionId" in m.payload]
+    assert not sampled, (f"{len(sampled)} sampled MeterValues after the transaction ended, first {sampled[0]}: "
+                         f"the unit samples transaction {given}, unlocked before its StartTransaction was answered")

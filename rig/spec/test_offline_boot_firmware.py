@@ -16,6 +16,7 @@ from rig.spec.steps import (check_idle_current, expect_led, first_sense_edge, la
 NEW_FIRMWARE = "PS-FW 4.3.0"
 SLOW_ANSWER_S = 20.0  # a central system this slow to answer a StartTransaction (a test condition, not a limit)
 BOOT_RETRY_S = 40  # the interval the central system gives with Pending / Rejected
+SAMPLE_INTERVAL_S = 10  # MeterValueSampleInterval set: short, so several samples fall in the watch
 
 
 def served_time_at(rig, clock_s: float) -> datetime:
@@ -111,6 +112,39 @@ def offline_session(rig, charge_s: float) -> tuple[float, float]:
     assert opened is not None, "offline: still live after the vehicle stopped asking"
     unplug(rig)
     return closed, opened
+
+
+@pytest.mark.req("OCPP-10", "OFF-01")
+def test_a_transaction_started_offline_is_sampled_once_the_central_system_numbers_it(offline_capable):
+    """A Plug & Charge session starts while the central system is away and is still charging when
+    it is back. Once the queued StartTransaction is answered the transaction has its id, and the
+    sampled MeterValues follow at MeterValueSampleInterval with that id (OCPP 1.6 3.16, 9.1): a unit
+    that arms its sampling only for a start answered at once never meters an offline start."""
+    rig = offline_capable
+    set_mode(rig, "PlugAndCharge")
+    rig.configure("MeterValueSampleInterval", str(SAMPLE_INTERVAL_S))
+    go_offline(rig)
+    plug_and_ask(rig)
+    assert wait_l1(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0, poll_s=0.05) is not None, \
+        "offline Plug & Charge: no energy (OFF-01)"
+    rig.ev.follow_pwm()
+    rig.clock.sleep(60.0, "charging offline")
+    back = rig.clock.now()
+    come_back(rig)
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("offline.reconnect_max_s"), after=back)
+    given = transaction_id_of(rig, start)
+    answered = next(m.time for m in rig.central.history(action="StartTransaction", direction="out")
+                    if m.message_type == "CallResult" and m.unique_id == start.unique_id)
+    tolerance = rig.limit("ocpp.meter_values_interval_tolerance_s")
+    rig.clock.sleep(max(0.0, answered + 3 * SAMPLE_INTERVAL_S + tolerance - rig.clock.now()), "sampled MeterValues")
+    sampled = [m for m in sent_since(rig, "MeterValues", back) if "transactionId" in m.payload]
+    assert sampled, (f"no sampled MeterValues {3 * SAMPLE_INTERVAL_S} s after the central system numbered the "
+                     f"offline transaction {given} (MeterValueSampleInterval {SAMPLE_INTERVAL_S})")
+    assert {m.payload["transactionId"] for m in sampled} == {given}, [m.payload for m in sampled]
+    gaps = [b - a for a, b in zip([answered] + [m.time for m in sampled], [m.time for m in sampled])]
+    assert len(sampled) >= 3 and all(abs(g - SAMPLE_INTERVAL_S) <= tolerance for g in gaps), (
+        f"sampled MeterValues {[round(g, 1) for g in gaps]} s apart from the answer on, "
+        f"MeterValueSampleInterval {SAMPLE_INTERVAL_S} s; {rig.source_of('ocpp.meter_values_interval_tolerance_s')}")
 
 
 @pytest.mark.req("OCPP-20")
