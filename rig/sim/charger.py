@@ -21,6 +21,7 @@ from rig.core.clock import DEFAULT_EPOCH, VirtualClock
 from rig.sim import charging_modes as M
 from rig.sim import firmware_timing as T
 from rig.sim.charger_config import factory_config
+from rig.sim.charger_console import ChargerConsole
 from rig.sim.charger_firmware import FirmwareUpdater
 from rig.sim.charger_led import ChargerLed
 from rig.sim.charger_modes import ModeController
@@ -53,7 +54,7 @@ class Session:
     meter_start_wh: int = 0  # StartTransaction.meterStart
 
 
-class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLed):
+class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLed, ChargerConsole):
     def __init__(
         self,
         plant: Plant,
@@ -251,8 +252,9 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
 
     def _close_if_still_c(self) -> None:
         wanted_state = ("B", "C") if self.defect == "early-close" else ("C",)
+        offered = self.generator_on_pwm or self.defect == "close-without-offer"  # (the bug: the request is enough)
         self._check_diode()
-        if self.cp_state in wanted_state and self.generator_on_pwm and not self.fault:
+        if self.cp_state in wanted_state and offered and not self.fault:
             with self.plant.change("contactor"):
                 self.plant.line_closed = self.plant.neutral_closed = True
             self.modes.energy_started()
@@ -349,8 +351,8 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
             return
         self._set_generator("pwm", duty)
         self._cancel("pause-open")  # resumed before the paused vehicle let go: no need to open
-        if self.session and not self.session.start_requested_sent:
-            self._start_transaction()  # energy is offered from now on: the transaction begins
+        if self.session and (not self.session.start_requested_sent or self.defect == "resume-new-transaction"):
+            self._start_transaction()  # energy is offered from now on: the transaction begins (the bug: again)
         self._later("diode", T.CP_DETECT_S, self._check_diode)
         if self.cp_state == "C" or self.defect == "early-close":
             self._ev_requests_power()
@@ -468,33 +470,3 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
             return
         with self.plant.change("generator"):
             self.plant.generator = Generator(mode=mode, duty=duty)
-
-    # ------------------------------------------------------------------ service console
-    def console(self, line: str) -> str:
-        with self.plant.lock:
-            words = line.strip().split()
-            if not words:
-                return ""
-            cmd = words[0].lower()
-            if cmd == "info":
-                return "\n".join(
-                    [
-                        f"model={self.model['ocpp_model']}",
-                        f"serial={self.serial}",
-                        f"firmware={self.firmware.version}",
-                        f"phases={self.model['phases']}",
-                        f"connector={self.model['connector']}",
-                    ]
-                )
-            if cmd == "status":
-                return "\n".join(
-                    [
-                        f"cp={self.cp_state}",
-                        f"connector={self.status}",
-                        f"registration={self.registration}",
-                        f"online={'yes' if self.online else 'no'}",
-                        f"offered_a={self.offered_current_a() if self.generator_on_pwm else 0:g}",
-                        f"fault={self.fault or 'none'}",
-                    ]
-                )
-            raise ValueError(f"unknown command {cmd!r}")

@@ -69,7 +69,7 @@ class ModeController:
             elif key in (k["config_peak_hours"], k["config_schedule_windows"]):
                 M.parse_windows(value)
             elif key in (k["config_current_limit"], k["config_site_limit"]):
-                M.parse_current_a(value)
+                float(value) if self.defect == "current-limit-any-number" else M.parse_current_a(value)  # (the bug)
         except ValueError:
             return False
         return True

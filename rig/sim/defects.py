@@ -119,6 +119,13 @@ CATALOGUE: dict[str, Defect] = {
                ("OCPP-12",)),
         Defect("unlock-idle-call-error", "answers UnlockConnector with no vehicle plugged in with a CallError "
                "(InternalError) instead of an UnlockConnector.conf", ("OCPP-13",), model="PS22-S"),
+        Defect("current-limit-any-number", "accepts any number as MaxCurrentA or SiteLimitA, -1 and NaN too, and "
+               "then offers its rating: a limit it cannot read is no limit", ("CP-06",)),
+        Defect("close-without-offer", "closes the contactor on the vehicle's request even when the offer was "
+               "withdrawn while the close was pending (site limit 0 A just after state C), and never opens it",
+               ("CP-07",)),
+        Defect("resume-new-transaction", "sends a new StartTransaction each time a paused session resumes (site "
+               "limit back from 0 A): one session billed as several, the first never stopped", ("OCPP-02",)),
         Defect("offline-transaction-unsampled", "a transaction started while the central system was away is never "
                "sent sampled MeterValues, also after the unit is back online and the transaction has its id",
                ("OCPP-10",)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rig.product import cp as cpmath
-from rig.spec.steps import applied, first_sense_edge
+from rig.spec.steps import applied, change_configuration, first_sense_edge
 
 
 @pytest.mark.eol
@@ -55,6 +55,33 @@ def test_offered_current_is_the_lowest_limit(ready, configured_a, site_a):
     expected = min(rig.profile["rated_current_a"], configured_a, site_a, rig.profile.get("tethered_cable_a") or 32.0)
     assert m.pwm, "no PWM offered"
     check_duty(rig, m, expected)
+
+
+LIMIT_KEPT_A = 10.0  # the limit set before the bad values: what the offer must still be
+NOT_A_CURRENT = ("-1", "-0.5", "NaN", "ten")  # values a current limit in amperes, 0 or more, cannot take
+
+
+@pytest.mark.req("CP-06")
+@pytest.mark.parametrize("key_name", ["config_current_limit", "config_site_limit"])
+def test_a_current_limit_that_is_not_a_current_is_rejected_and_the_offer_stays(ready, key_name):
+    """MaxCurrentA and SiteLimitA take a number of amperes, 0 or more: 0 is Accepted (the lowest
+    limit: nothing offered), a negative, NaN or a word is Rejected (OCPP 1.6 5.3: a value the key
+    cannot take) and leaves the limit as it was. Found as a surviving mutant (charging_modes.py,
+    the check of a current limit): a unit that took -1 A or NaN and then offered nothing, or
+    anything, until an installer noticed."""
+    rig = ready
+    key = rig.profile["ocpp"][key_name]
+    rig.configure(key, "0")  # the lowest limit (nothing offered) is a current: Accepted, or a ChargerFailure
+    rig.configure(key, LIMIT_KEPT_A)
+    answers = {bad: change_configuration(rig, key, bad) for bad in NOT_A_CURRENT}
+    assert all(a == "Rejected" for a in answers.values()), f"{key}: {answers} (a current in A, 0 or more, only)"
+    got = rig.central.call("GetConfiguration", {"key": [key]}, cp_id=rig.cp_id)["configurationKey"]
+    assert [float(k["value"]) for k in got] == [LIMIT_KEPT_A], f"{key} reads {got} after the Rejected values"
+    rig.ev.plug_in()
+    rig.clock.sleep(1.0, "vehicle plugged in")
+    m = rig.pilot.measure_cp()
+    assert m.pwm, f"no PWM with {key} = {LIMIT_KEPT_A} A after the Rejected values"
+    check_duty(rig, m, min(rig.profile["rated_current_a"], LIMIT_KEPT_A))
 
 
 @pytest.mark.eol

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rig.spec.steps import wait_output_live
+from rig.spec.steps import latest_status, sent_since, transaction_id, wait_l1, wait_output_live
 
 
 @pytest.mark.eol
@@ -71,3 +71,37 @@ def test_charger_suspends_when_site_limit_drops_to_zero(charging):
     assert not rig.pilot.sense().l1, "contactor still closed after the pause limit"
     seen = statuses_since(rig, mark)
     assert "SuspendedEVSE" in seen, f"expected SuspendedEVSE while the charger pauses, saw {seen}"
+
+
+RESUME_WATCH_S = 30.0  # how long the test waits for the unit to charge again (a test condition, not a limit)
+
+
+@pytest.mark.req("OCPP-01", "OCPP-02", "CP-07")
+def test_a_paused_session_resumes_in_the_same_transaction(charging):
+    """The site limit drops to 0 A (the unit pauses, SuspendedEVSE) and comes back: the vehicle
+    charges again in the same transaction. A suspension is a state of the transaction (OCPP 1.6
+    4.9: SuspendedEVSE, then Charging), not its end: no StopTransaction and no new StartTransaction
+    until the vehicle leaves, whose StopTransaction closes the transaction the session began with.
+    Found as a surviving mutant (charger.py, the start of a transaction tied to the offer's start):
+    a unit that opens a transaction at every resume bills one session twice and never stops the first."""
+    rig = charging
+    tx = transaction_id(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
+    key = rig.profile["ocpp"]["config_site_limit"]
+    got = rig.central.call("GetConfiguration", {"key": [key]}, cp_id=rig.cp_id)["configurationKey"]
+    mark = rig.clock.now()
+    rig.configure(key, 0)
+    opened = wait_l1(rig, False, rig.limit("cp.pause_open_max_s") + 1.0, poll_s=0.05)
+    assert opened is not None, "still live after the site limit dropped to 0 A (CP-07)"
+    resumed = rig.clock.now()
+    rig.configure(key, got[0]["value"])
+    closed = wait_l1(rig, True, RESUME_WATCH_S, poll_s=0.05)
+    assert closed is not None, f"no energy {RESUME_WATCH_S:.0f} s after the site limit came back to {got[0]['value']} A"
+    rig.clock.sleep(rig.limit("ocpp.status_report_max_s"), "the resumed session's reports")
+    moved = [(m.action, m.payload) for m in sent_since(rig, ("StartTransaction", "StopTransaction"), mark)]
+    assert not moved, f"pausing and resuming one session sent {moved}: the suspension is part of transaction {tx}"
+    assert latest_status(rig, resumed) == "Charging", (
+        f"resumed: last status {latest_status(rig, resumed)!r}, statuses {statuses_since(rig, mark)}")
+    unplugged = rig.clock.now()
+    rig.ev.unplug()
+    stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=unplugged)
+    assert stop.payload["transactionId"] == tx, f"StopTransaction {stop.payload}: the session's transaction is {tx}"

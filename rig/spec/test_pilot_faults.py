@@ -14,6 +14,7 @@ from rig.product import cp as cpmath
 from rig.spec.steps import (
     check_idle_current,
     first_sense_edge,
+    l1_intervals,
     no_close_watch_s,
     phase_pins,
     reclosed_at,
@@ -25,6 +26,9 @@ from rig.spec.steps import (
 # The vehicle's on-board charger draws as soon as it gets power: the least a charger may offer.
 EV_DRAW_A = cpmath.MIN_OFFERED_A
 CP_SAMPLE_EVERY_S = 0.05  # CP sampling interval when watching the offer (plus the 20 ms window)
+#: the offer withdrawn this long after the vehicle asks: after a unit has seen state C, before most
+#: close (a test condition; a unit that closed sooner must open as in any pause)
+WITHDRAW_AFTER_ASK_S = 0.1
 
 
 def timed_open(rig, t0: float, limit_key: str, what: str) -> float:
@@ -64,6 +68,30 @@ def test_pause_while_the_ev_stays_in_c_stops_pwm_and_opens_within_6s(charging):
     rig.clock.sleep(no_close_watch_s(rig), "paused, the vehicle keeps asking")
     again = reclosed_at(rig, t0)
     assert again is None, f"contactor closed again at t0 + {again - t0:.3f} s with the site limit still 0"
+
+
+@pytest.mark.req("CP-07")
+def test_an_offer_withdrawn_as_the_vehicle_asks_leaves_no_energy_on(ready):
+    """The vehicle asks (C) and at that moment the offer is withdrawn (site limit 0 A). Whether
+    or not the contactor closed in between, it is open within cp.pause_open_max_s of the
+    withdrawal and stays open while nothing is offered. Found as a surviving mutant (charger.py,
+    the close that follows state C): a unit that closed on the request after its offer had gone
+    and, with no pause under way, never opened again."""
+    rig = ready
+    plug_in_asking(rig)
+    rig.clock.sleep(1.0, "vehicle plugged in")
+    rig.ev.request_power()
+    rig.clock.sleep(WITHDRAW_AFTER_ASK_S, "the unit sees the request")
+    rig.configure(rig.profile["ocpp"]["config_site_limit"], 0)
+    t0 = rig.clock.now()
+    limit = rig.limit("cp.pause_open_max_s")
+    rig.clock.sleep(limit + no_close_watch_s(rig), "the offer withdrawn, the vehicle keeps asking")
+    live = l1_intervals(rig, t0, rig.clock.now())
+    ended = 0.0 if not live else None if rig.pilot.sense().l1 else live[-1][1] - t0
+    rig.check("energy off after the offer was withdrawn as the vehicle asked", ended, "s", 0.0, limit,
+              rig.source_of("cp.pause_open_max_s"), resolution=rig.pilot.resolution_s)
+    assert len(live) <= 1, f"L1 live again after the offer was withdrawn: {[(round(a - t0, 3), round(b - t0, 3)) for a, b in live]} s"
+    check_idle_current(rig, "the offer withdrawn, the vehicle asking")
 
 
 # ----------------------------------------------------------------------------- CP-08
