@@ -370,15 +370,16 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
             "timestamp": iso(self.rtc_now()),
         }
 
-        # (the bug: sampling armed only for a start the central system heard when it was made)
-        unsampled = self.defect == "offline-transaction-unsampled" and not self.online
+        queued = not self.online  # the central system hears this start only when it is back
 
         def started(answer: dict, session=s):
             session.transaction_id = answer.get("transactionId")
             if self._start_answered(session, answer):
                 return
             self._report_status()
-            if session is self.session and not unsampled:
+            if self.defect == "offline-transaction-unsampled" and queued:
+                return  # the bug: sampling armed only for a start the central system heard when it was made
+            if session is self.session:
                 self._meter_values_start()
 
         self._send_tx("StartTransaction", lambda: payload, started)

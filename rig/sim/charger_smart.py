@@ -170,6 +170,10 @@ class SmartCharging:
 
     def _install(self, connector: int, profile: dict) -> None:
         profile = dict(profile)
+        if self.c.defect == "schedule-last-period-dropped":  # the bug: a buffer one period short of the figure
+            schedule = profile["chargingSchedule"]
+            periods = schedule["chargingSchedulePeriod"][:MAX_PERIODS - 1]
+            profile["chargingSchedule"] = {**schedule, "chargingSchedulePeriod": periods}
         if profile["chargingProfileKind"] != "Relative" and "startSchedule" not in profile["chargingSchedule"]:
             # an Absolute or Recurring schedule without a start starts now
             profile["chargingSchedule"] = {**profile["chargingSchedule"], "startSchedule": iso(self.c.rtc_now())}

@@ -87,6 +87,35 @@ def test_the_offer_follows_each_period_of_the_schedule(charging, no_profiles):
     offers_at(rig, rig.clock.now(), rated(rig), "after ClearChargingProfile")
 
 
+PERIOD_STEP_S = 10  # the periods of the longest schedule start this far apart (a test condition)
+
+
+def declared(rig, key: str) -> int:
+    got = rig.central.call("GetConfiguration", {"key": [key]}, cp_id=rig.cp_id)["configurationKey"]
+    assert len(got) == 1 and got[0]["value"].isdigit(), f"{key}: {got} (OCPP 1.6 9.4: an integer the unit reports)"
+    return int(got[0]["value"])
+
+
+@pytest.mark.req("OCPP-14")
+def test_a_schedule_of_the_most_periods_declared_is_followed_to_its_end_and_one_more_is_rejected(charging,
+                                                                                               no_profiles):
+    """ChargingScheduleMaxPeriods is the unit's own figure (OCPP 1.6 9.4): a schedule with that many
+    periods is Accepted and followed to its last period; one period more is Rejected, not cut short
+    (OCPP 1.6 5.16: a profile the unit cannot hold). Found by mutation (measurement 9): nothing held
+    the unit to the figure it reports."""
+    rig = charging
+    most = declared(rig, "ChargingScheduleMaxPeriods")
+    low = rated(rig) / 2
+    periods = [(i * PERIOD_STEP_S, rated(rig)) for i in range(most - 1)] + [((most - 1) * PERIOD_STEP_S, low)]
+    t0 = rig.clock.now()
+    install(rig, 1, schedule_profile(31, "TxDefaultProfile", 0, periods, start=rig.time.now()))
+    offers_at(rig, t0 + periods[-1][0], low, f"period {most} of {most}, the last the unit says it can hold")
+    longer = periods + [(most * PERIOD_STEP_S, rated(rig))]
+    status = set_profile(rig, 1, schedule_profile(32, "TxDefaultProfile", 1, longer, start=rig.time.now()))
+    assert status == "Rejected", f"a schedule of {most + 1} periods (ChargingScheduleMaxPeriods {most}): {status}"
+    offers_at(rig, rig.clock.now(), low, "after the Rejected longer schedule, the installed one still holds")
+
+
 @pytest.mark.req("OCPP-14")
 def test_a_relative_schedule_counts_from_the_start_of_the_session(ready, no_profiles):
     """OCPP 1.6 7.12 Relative: periods count from a start point of the session the unit decides
