@@ -88,9 +88,9 @@ def test_every_recorded_equivalent_mutant_still_exists_and_is_classified_equival
     kinds = mutation_score.classify(everything, sources, entries)
     counts = {k: sum(1 for v in kinds.values() if v == k) for k in ("run", "defect-only", "equivalent")}
     assert counts["equivalent"] >= len(entries)  # an entry may match several lines (frozen dataclasses)
-    # the rule and the record stay the exception (84 % run after three classified samples): a rule gone
-    # wrong would exempt far more at once
-    assert counts["run"] > 0.8 * len(everything), counts
+    # the rule and the record stay the exception (84 % run after three classified samples, 80 % after
+    # nine: each sample records some): a rule gone wrong would exempt far more at once
+    assert counts["run"] > 0.75 * len(everything), counts
     assert all(e.get("reason") for e in entries)
 
 
