@@ -183,7 +183,8 @@ class SmartCharging:
             or (p.connector == connector and p.purpose == profile["chargingProfilePurpose"]
                 and p.stack == profile["stackLevel"] and self.c.defect != "smart-same-stack-added"))]
         self.installed.append(Installed(connector, profile))
-        self.installed = self.installed[-MAX_INSTALLED:]
+        kept = MAX_INSTALLED - 1 if self.c.defect == "profiles-installed-one-short" else MAX_INSTALLED  # (the bug)
+        self.installed = self.installed[-kept:]
         self._changed()
 
     def _changed(self) -> None:

@@ -121,6 +121,8 @@ CATALOGUE: dict[str, Defect] = {
                "(InternalError) instead of an UnlockConnector.conf", ("OCPP-13",), model="PS22-S"),
         Defect("schedule-last-period-dropped", "reports ChargingScheduleMaxPeriods 24 and Accepts a schedule of 24 "
                "periods, but keeps only the first 23: the last period never applies", ("OCPP-14",)),
+        Defect("profiles-installed-one-short", "reports MaxChargingProfilesInstalled 8 and Accepts an eighth profile, "
+               "but keeps only 7: the oldest is dropped without a word", ("OCPP-15",)),
         Defect("current-limit-any-number", "accepts any number as MaxCurrentA or SiteLimitA, -1 and NaN too, and "
                "then offers its rating: a limit it cannot read is no limit", ("CP-06",)),
         Defect("close-without-offer", "closes the contactor on the vehicle's request even when the offer was "

@@ -116,6 +116,29 @@ def test_a_schedule_of_the_most_periods_declared_is_followed_to_its_end_and_one_
     offers_at(rig, rig.clock.now(), low, "after the Rejected longer schedule, the installed one still holds")
 
 
+@pytest.mark.req("OCPP-15")
+def test_as_many_profiles_as_declared_are_kept_each_taking_over_when_the_one_above_is_cleared(charging,
+                                                                                              no_profiles):
+    """MaxChargingProfilesInstalled is the unit's own figure (OCPP 1.6 9.4): that many
+    TxDefaultProfiles, one per stack level, each a different limit, are all kept. The highest
+    stack level rules (OCPP 1.6 3.13.2); cleared from the top one by one, each next one takes
+    over, down to the first installed, which a unit keeping fewer than it reports has dropped.
+    What a unit answers for one more than its figure OCPP 1.6 does not say: not judged."""
+    rig = charging
+    count = declared(rig, "MaxChargingProfilesInstalled")
+    levels = declared(rig, "ChargeProfileMaxStackLevel") + 1
+    if count > levels:  # a limitation of this test's design, not of the unit: a harness error
+        raise RuntimeError(f"this test puts one profile on each stack level: {count} profiles, {levels} levels")
+    step = (rated(rig) - 6.0) / count
+    limits = [round(6.0 + k * step, 1) for k in range(count)]  # stack level k offers limits[k]
+    for k, amps in enumerate(limits):
+        install(rig, 1, schedule_profile(50 + k, "TxDefaultProfile", k, [(0, amps)]))
+    offers_at(rig, rig.clock.now(), limits[-1], f"{count} profiles kept, stack level {count - 1} rules")
+    for k in range(count - 1, 0, -1):
+        assert clear(rig, id=50 + k) == "Accepted", f"ClearChargingProfile id {50 + k} (stack level {k})"
+        offers_at(rig, rig.clock.now(), limits[k - 1], f"stack level {k} cleared, level {k - 1} of {count} takes over")
+
+
 @pytest.mark.req("OCPP-14")
 def test_a_relative_schedule_counts_from_the_start_of_the_session(ready, no_profiles):
     """OCPP 1.6 7.12 Relative: periods count from a start point of the session the unit decides
