@@ -90,7 +90,8 @@ def test_an_offer_withdrawn_as_the_vehicle_asks_leaves_no_energy_on(ready):
     ended = 0.0 if not live else None if rig.pilot.sense().l1 else live[-1][1] - t0
     rig.check("energy off after the offer was withdrawn as the vehicle asked", ended, "s", 0.0, limit,
               rig.source_of("cp.pause_open_max_s"), resolution=rig.pilot.resolution_s)
-    assert len(live) <= 1, f"L1 live again after the offer was withdrawn: {[(round(a - t0, 3), round(b - t0, 3)) for a, b in live]} s"
+    spans = [(round(a - t0, 3), round(b - t0, 3)) for a, b in live]
+    assert len(live) <= 1, f"L1 live again after the offer was withdrawn: {spans} s after the withdrawal"
     check_idle_current(rig, "the offer withdrawn, the vehicle asking")
 
 
