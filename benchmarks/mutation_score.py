@@ -54,7 +54,7 @@ TARGETS = {
     "charger.py": ("cp", "led", "mtr", "ops", "rcd", "pen", "mode"),
     "charger_led.py": ("led",),  # LED choice
     "charger_smart.py": ("ops",),  # charging profiles: OCPP-14..17
-    "charger_modes.py": ("mode",),
+    "charger_modes.py": ("mode", "cp"),  # and which values the current-limit keys take (CP-06)
     "charging_modes.py": ("mode", "cp"),  # the modes' rules, and the current limits' parsing (CP-06)
     "charger_ocpp.py": ("ops", "led", "pen"),  # boot and power-up: the rainbow (LED-01), PE closed again (PEN-05)
     "charger_operations.py": ("ops", "mode"),  # what the central system asks; ChangeConfiguration of mode keys

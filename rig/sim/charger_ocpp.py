@@ -62,6 +62,14 @@ class ChargerOcpp:
         self.powered = self.booting = False
         self.network_up = False
         self.registration = "none"
+        if self.defect != "power-loss-transaction-left-open":  # (the bug: the transaction stays open for ever)
+            # OCPP 1.6 StopTransaction reason PowerLoss: the unit keeps the stop (meter, time) through the loss in
+            # its non-volatile queue and sends it once registered again; nothing goes out now. An
+            # Inoperative scheduled for the transaction's end holds from here (kept like any lock)
+            self.locked, self.lock_scheduled = self.locked or self.lock_scheduled, False
+            self._stop_transaction("PowerLoss")
+            for key in list(self._timers):
+                self._cancel(key)
         with self.plant.change("contactor"):
             self.plant.line_closed = self.plant.neutral_closed = False
         self._set_generator("off")

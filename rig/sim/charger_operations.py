@@ -149,7 +149,7 @@ class ChargerOperations:
         if self.config.values["StopTransactionOnInvalidId"].lower() != "true":
             session.deauthorized = self.defect != "invalid-id-false-charges-on"
             self._later("deauthorized", 0.0, self._reconsider_offer)
-            return False
+            return self.defect == "invalid-open-transaction-unsampled"  # (the bug: True ends the start's handling)
         self._stop_transaction("DeAuthorized")
         return True
 

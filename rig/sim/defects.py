@@ -123,6 +123,11 @@ CATALOGUE: dict[str, Defect] = {
                "periods, but keeps only the first 23: the last period never applies", ("OCPP-14",)),
         Defect("profiles-installed-one-short", "reports MaxChargingProfilesInstalled 8 and Accepts an eighth profile, "
                "but keeps only 7: the oldest is dropped without a word", ("OCPP-15",)),
+        Defect("power-loss-transaction-left-open", "a transaction interrupted by a loss of supply is never stopped: "
+               "no StopTransaction (reason PowerLoss) after power-up, the transaction stays open at the central "
+               "system", ("OCPP-02",)),
+        Defect("invalid-open-transaction-unsampled", "with StopTransactionOnInvalidId false, the transaction of a "
+               "refused idTag stays open but is never sent sampled MeterValues", ("OCPP-10",)),
         Defect("current-limit-any-number", "accepts any number as MaxCurrentA or SiteLimitA, -1 and NaN too, and "
                "then offers its rating: a limit it cannot read is no limit", ("CP-06",)),
         Defect("close-without-offer", "closes the contactor on the vehicle's request even when the offer was "

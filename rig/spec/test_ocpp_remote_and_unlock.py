@@ -103,12 +103,15 @@ def test_an_idtag_refused_at_start_stops_the_transaction(ready):
     check_no_energy(rig, later, "after the DeAuthorized stop")
 
 
-@pytest.mark.req("OCPP-12")
+@pytest.mark.req("OCPP-12", "OCPP-10")
 def test_an_idtag_refused_at_start_without_stop_on_invalid_id_keeps_the_transaction_and_stops_energy(ready):
     """StopTransactionOnInvalidId false (OCPP 1.6 4.8): only energy delivery stops; the transaction
-    stays open until it ends another way (here: unplugging)."""
+    stays open until it ends another way (here: unplugging), and an open transaction is sampled at
+    MeterValueSampleInterval like any (OCPP-10; found by mutation, measurement 10: a unit that
+    armed its sampling only for an Accepted idTag)."""
     rig = ready
     rig.configure("StopTransactionOnInvalidId", "false")
+    rig.configure("MeterValueSampleInterval", str(SAMPLE_INTERVAL_S))
     rig.central.script("StartTransaction", reject())
     mark = rig.clock.now()
     plug_and_ask(rig)
@@ -120,6 +123,11 @@ def test_an_idtag_refused_at_start_without_stop_on_invalid_id_keeps_the_transact
     stops = sent_since(rig, "StopTransaction", start.time)
     assert not stops, (f"StopTransactionOnInvalidId false, yet the unit stopped transaction {tx}: "
                        f"{stops[0].payload}; OCPP 1.6 4.8 keeps it open and stops only the energy")
+    rig.clock.sleep(max(0.0, start.time + 3 * SAMPLE_INTERVAL_S + rig.limit("ocpp.meter_values_interval_tolerance_s")
+                        - rig.clock.now()), "the open transaction's sampled MeterValues")
+    sampled = [m for m in sent_since(rig, "MeterValues", start.time) if m.payload.get("transactionId") == tx]
+    assert len(sampled) >= 2, (f"{len(sampled)} sampled MeterValues for the open transaction {tx} in "
+                               f"{3 * SAMPLE_INTERVAL_S} s at MeterValueSampleInterval {SAMPLE_INTERVAL_S} s")
     unplugged = rig.clock.now()
     rig.ev.unplug()
     stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=unplugged)

@@ -10,7 +10,7 @@ import pytest
 
 from rig.instruments.central_system import delay, pending, reject
 from rig.spec.sense_reference import parse_utc, utc_iso
-from rig.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, plug_and_ask,
+from rig.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, plug_and_ask, reboot,
                               sent_since, set_mode, transaction_id_of, unplug, wait_l1)
 
 NEW_FIRMWARE = "PS-FW 4.3.0"
@@ -145,6 +145,35 @@ def test_a_transaction_started_offline_is_sampled_once_the_central_system_number
     assert len(sampled) >= 3 and all(abs(g - SAMPLE_INTERVAL_S) <= tolerance for g in gaps), (
         f"sampled MeterValues {[round(g, 1) for g in gaps]} s apart from the answer on, "
         f"MeterValueSampleInterval {SAMPLE_INTERVAL_S} s; {rig.source_of('ocpp.meter_values_interval_tolerance_s')}")
+
+
+@pytest.mark.req("OCPP-02", "OCPP-20")
+def test_a_power_loss_stops_the_transaction_and_the_vehicle_still_plugged_in_starts_a_new_one(charging):
+    """The supply fails while the vehicle charges; it stays plugged in and asking. Once the unit
+    is registered again, the interrupted transaction is stopped with reason PowerLoss (OCPP 1.6
+    StopTransaction.req, Reason), its meterStop no less than its meterStart; the energy after power-up belongs
+    to a new transaction, started after that stop (Plug & Charge: no energy without one). Found
+    by mutation (measurement 10: a unit that, after the self-test, took the vehicle still plugged
+    in for no vehicle charged with no transaction); the emulated unit itself left the interrupted
+    transaction open until then."""
+    rig = charging
+    set_mode(rig, "PlugAndCharge")
+    start = sent_since(rig, "StartTransaction", 0.0)[-1]
+    tx = transaction_id_of(rig, start)
+    mark = rig.clock.now()
+    reboot(rig)
+    closed = wait_l1(rig, True, rig.limit("cp.contactor_close_max_s") + 1.0, poll_s=0.05)
+    assert closed is not None, "Plug & Charge: the vehicle still plugged in got no energy after power-up"
+    rig.clock.wait_until(lambda: len(sent_since(rig, ("StartTransaction", "StopTransaction"), mark)) >= 2,
+                         rig.limit("ocpp.status_report_max_s"), poll=0.5, reason="the stop, then the new start")
+    sent = sent_since(rig, ("StartTransaction", "StopTransaction"), mark)
+    assert [m.action for m in sent] == ["StopTransaction", "StartTransaction"], (
+        f"after a power loss while charging the unit sent {[(m.action, m.payload) for m in sent]}: expected the "
+        f"interrupted transaction {tx} stopped (PowerLoss), then a new one started")
+    stop, new_start = sent
+    assert stop.payload["transactionId"] == tx and stop.payload.get("reason") == "PowerLoss", stop.payload
+    assert stop.payload["meterStop"] >= start.payload["meterStart"], (stop.payload, start.payload)
+    assert transaction_id_of(rig, new_start) != tx, f"the new session reuses transaction {tx}"
 
 
 @pytest.mark.req("OCPP-20")
