@@ -190,6 +190,11 @@ def set_mode(rig, mode: str) -> None:
     rig.configure(rig.profile["ocpp"]["config_charging_mode"], mode)
 
 
+def configuration_keys(rig, key: str) -> list[dict]:
+    """GetConfiguration of one key: the unit's configurationKey entries (empty when it lacks the key)."""
+    return rig.central.call("GetConfiguration", {"key": [key]}, cp_id=rig.cp_id)["configurationKey"]
+
+
 def change_configuration(rig, key: str, value) -> str:
     """ChangeConfiguration without the restore bookkeeping: the unit's answer status."""
     return rig.central.call("ChangeConfiguration", {"key": key, "value": str(value)}, cp_id=rig.cp_id)["status"]

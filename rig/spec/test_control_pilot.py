@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rig.product import cp as cpmath
-from rig.spec.steps import applied, change_configuration, first_sense_edge
+from rig.spec.steps import applied, change_configuration, configuration_keys, first_sense_edge
 
 
 @pytest.mark.eol
@@ -75,7 +75,7 @@ def test_a_current_limit_that_is_not_a_current_is_rejected_and_the_offer_stays(r
     rig.configure(key, LIMIT_KEPT_A)
     answers = {bad: change_configuration(rig, key, bad) for bad in NOT_A_CURRENT}
     assert all(a == "Rejected" for a in answers.values()), f"{key}: {answers} (a current in A, 0 or more, only)"
-    got = rig.central.call("GetConfiguration", {"key": [key]}, cp_id=rig.cp_id)["configurationKey"]
+    got = configuration_keys(rig, key)
     assert [float(k["value"]) for k in got] == [LIMIT_KEPT_A], f"{key} reads {got} after the Rejected values"
     rig.ev.plug_in()
     rig.clock.sleep(1.0, "vehicle plugged in")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rig.spec.steps import latest_status, sent_since, transaction_id, wait_l1, wait_output_live
+from rig.spec.steps import (configuration_keys, latest_status, sent_since, transaction_id, wait_l1,
+                            wait_output_live)
 
 
 @pytest.mark.eol
@@ -87,7 +88,7 @@ def test_a_paused_session_resumes_in_the_same_transaction(charging):
     rig = charging
     tx = transaction_id(rig, rig.central.history(action="StartTransaction", direction="in")[-1].time)
     key = rig.profile["ocpp"]["config_site_limit"]
-    got = rig.central.call("GetConfiguration", {"key": [key]}, cp_id=rig.cp_id)["configurationKey"]
+    got = configuration_keys(rig, key)
     mark = rig.clock.now()
     rig.configure(key, 0)
     opened = wait_l1(rig, False, rig.limit("cp.pause_open_max_s") + 1.0, poll_s=0.05)

@@ -12,7 +12,8 @@ import pytest
 
 from rig.instruments import ocppj
 from rig.instruments.central_system.messages import CallErrorReceived
-from rig.spec.steps import check_no_energy, check_offered_duty, clock_at, plug_and_ask, set_mode, transaction_id, unplug, wait_l1
+from rig.spec.steps import (check_no_energy, check_offered_duty, clock_at, configuration_keys, plug_and_ask, set_mode,
+                            transaction_id, unplug, wait_l1)
 
 def schedule_profile(pid: int, purpose: str, stack: int, periods: list[tuple[int, float]], kind: str = "Absolute",
                      start: datetime | None = None, **extra) -> dict:
@@ -91,7 +92,7 @@ PERIOD_STEP_S = 10  # the periods of the longest schedule start this far apart (
 
 
 def declared(rig, key: str) -> int:
-    got = rig.central.call("GetConfiguration", {"key": [key]}, cp_id=rig.cp_id)["configurationKey"]
+    got = configuration_keys(rig, key)
     assert len(got) == 1 and got[0]["value"].isdigit(), f"{key}: {got} (OCPP 1.6 9.4: an integer the unit reports)"
     return int(got[0]["value"])
 
