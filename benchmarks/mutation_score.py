@@ -24,13 +24,17 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
+import hashlib
 import io
+import json
 import os
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import token
 import tokenize
@@ -38,6 +42,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import mutation_coverage
 import mutation_scope
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -140,6 +145,7 @@ def mutants_of(path: Path) -> list[Mutant]:
 
 
 EQUIVALENTS = Path(__file__).resolve().parent / "equivalent_mutants.toml"
+RESULTS = Path(__file__).resolve().parent / ".mutation-results.jsonl"
 
 
 def nth_on_line(m: Mutant) -> int:
@@ -190,31 +196,28 @@ def stale_entries(mutants: list[Mutant], sources: dict[str, str], entries: list[
     return [e for e in entries if e["file"] in sources and id(e) not in used]
 
 
+@functools.cache
 def requirement_ids(groups: tuple[str, ...]) -> str:
     data = tomllib.loads((PROJECT / "rig" / "data" / "requirements.toml").read_text())
     wanted = {GROUPS[g] for g in groups}
     return ",".join(k for k, v in data.items() if isinstance(v, dict) and v.get("group") in wanted)
 
 
-def run_spec(copy: Path, reqs: str, reports: Path, timeout_s: float = 1800.0,
-             models: tuple[str | None, ...] = (None,)) -> tuple[int, float]:
-    """The spec tests of `reqs` on each model in turn; the first run that does not pass decides."""
+def run_spec(copy: Path, reqs: str, reports: Path, timeout_s: float, model: str | None = None,
+             tests: tuple[str, ...] | None = None) -> tuple[int, float]:
+    """The spec tests of `reqs` (only `tests` of them, if given) on `model` (None: the rig file's)."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTEST_ADDOPTS", None)
     started = time.monotonic()
-    for model in models:
-        cmd = [sys.executable, "-m", "pytest", "rig/spec", "--hazardous", "--req", reqs, "-x", "-q",
-               "-p", "no:randomly", "-p", "no:cacheprovider", "--rig-reports", str(reports)]
-        if model is not None:
-            cmd += ["--sim-model", model]
-        try:
-            proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True,
-                                  timeout=max(1.0, timeout_s - (time.monotonic() - started)))
-        except subprocess.TimeoutExpired:
-            return -1, time.monotonic() - started  # a mutant that hangs the unit: killed by the watchdog
-        if proc.returncode != 0:
-            return proc.returncode, time.monotonic() - started
-    return 0, time.monotonic() - started
+    cmd = [sys.executable, "-m", "pytest", *(tests or ["rig/spec"]), "--hazardous", "--req", reqs, "-x", "-q",
+           "-p", "no:randomly", "-p", "no:cacheprovider", "--rig-reports", str(reports)]
+    if model is not None:
+        cmd += ["--sim-model", model]
+    try:
+        proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return -1, time.monotonic() - started  # a mutant that hangs the unit: killed by the watchdog
+    return proc.returncode, time.monotonic() - started
 
 
 def private_copy() -> Path:
@@ -240,6 +243,15 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=None, metavar="FILE:LINE[:TOKEN]",
                         help="run just the mutants on these lines (of TOKEN only, if given), e.g. the survivors "
                              "of an earlier measurement after a test was added: charger.py:310:and")
+    parser.add_argument("--select", choices=("coverage", "groups"), default="coverage",
+                        help="coverage (default): a mutant runs the tests that execute its line, and its whole "
+                             "requirement groups only when the line also runs at start-up; groups: every mutant "
+                             "runs its whole groups (slower; the measurement before coverage selection)")
+    parser.add_argument("--results", default=str(RESULTS),
+                        help="every verdict is appended here as it is found (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the verdicts in --results of the same package and selection: an interrupted "
+                             "run goes on where it stopped")
     args = parser.parse_args()
     unknown = [f for f in args.files if f not in TARGETS]
     if unknown:
@@ -262,59 +274,135 @@ def main() -> int:
           f"({sum(1 for k in kinds.values() if k == 'defect-only')} in code only known-bad units run, "
           f"{sum(1 for k in kinds.values() if k == 'equivalent')} recorded equivalent); drew {len(chosen)}, "
           f"running {len(to_run)} with {args.jobs} job(s)", flush=True)
-    killed, survived, baseline = run_all(to_run, args.jobs)
+    results = Results(Path(args.results), args.select, args.resume)
+    if results.earlier:
+        print(f"resuming: {sum(1 for m in to_run if results.get(m) is not None)} verdicts from {args.results}", flush=True)
+    killed, survived, baseline = run_all(to_run, args.jobs, args.select, sources, results)
     report(killed, survived, baseline, sources, not_run, stale_entries(everything, sources, entries))
     return 0
 
 
-def run_all(mutants: list[Mutant], jobs: int):
+def models_of(file: str) -> tuple[str | None, ...]:
+    return MODELS.get(file, (None,))
+
+
+def coverage_passes(mutants: list[Mutant], copies: list[Path]) -> dict[str | None, mutation_coverage.LineTests]:
+    """One coverage pass per model the drawn files run on, over their requirement groups: which
+    tests run each line, what each test takes, and that the good unit passes them (the baseline)."""
+    groups: dict[str | None, set[str]] = {}
+    for f in {m.file for m in mutants}:
+        for model in models_of(f):
+            groups.setdefault(model, set()).update(TARGETS[f])
+    free = list(copies)
+
+    def one(model: str | None):
+        copy = free.pop()  # list.pop is atomic: each job takes a copy of its own
+        try:
+            reqs = requirement_ids(tuple(sorted(groups[model])))
+            return model, mutation_coverage.coverage_pass(copy, reqs, model, copy / "reports")
+        finally:
+            free.append(copy)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(copies)) as pool:
+        passes = dict(pool.map(one, sorted(groups, key=str)))
+    for model, p in passes.items():
+        print(f"  coverage pass on {model or 'the rig file model'} ({', '.join(sorted(groups[model]))}): "
+              f"{'passed' if p.ok else 'FAILED'} in {p.seconds:.0f} s", flush=True)
+    return passes
+
+
+def plan(m: Mutant, source: str, passes, select: str) -> list[tuple[str | None, tuple[str, ...] | None]]:
+    """The runs that judge a mutant, fastest first: (model, the tests to run; None: its whole groups).
+    Empty when no test runs its line (select "coverage"): it cannot change what the suite sees."""
+    if select == "groups":
+        return [(model, None) for model in models_of(m.file)]
+    fast, whole = [], []
+    for model in models_of(m.file):
+        kind, tests = passes[model].tests_for(m.file, source, m.line, set(requirement_ids(TARGETS[m.file]).split(",")))
+        if tests:
+            fast.append((model, tests))
+        if kind == "global":
+            whole.append((model, None))
+    return fast + whole
+
+
+def run_all(mutants: list[Mutant], jobs: int, select: str, sources: dict[str, str], results: "Results"):
     copies = [private_copy() for _ in range(max(1, jobs))]
     free = list(copies)
-    baseline: dict[str, int] = {}
-    limit_s: dict[str, float] = {}
     killed: dict[str, list[Mutant]] = {}
     survived: dict[str, list[Mutant]] = {}
     done = 0
     try:
-        def base(f: str) -> tuple[str, int, float]:
-            copy = free.pop()  # list.pop is atomic: each job takes a copy of its own
-            try:
-                return (f, *run_spec(copy, requirement_ids(TARGETS[f]), copy / "reports",
-                                     models=MODELS.get(f, (None,))))
-            finally:
-                free.append(copy)
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(copies)) as pool:
-            for f, rc, took in pool.map(base, sorted({m.file for m in mutants})):
-                baseline[f], limit_s[f] = rc, max(MIN_TIMEOUT_S, TIMEOUT_FACTOR * took)
-                print(f"  baseline {f}: exit {rc} in {took:.0f} s", flush=True)
+        passes = coverage_passes(mutants, copies)
+        baseline = {f: 0 if all(passes[model].ok for model in models_of(f)) else 1 for f in {m.file for m in mutants}}
         measurable = [m for m in mutants if baseline[m.file] == 0]  # else the good unit fails its own tests
 
-        def one(m: Mutant) -> tuple[Mutant, int, float]:
+        def one(m: Mutant) -> tuple[Mutant, int, float, str]:
+            if (earlier := results.get(m)) is not None:
+                return m, earlier[0], earlier[1], "earlier run"
+            runs = plan(m, sources[m.file], passes, select)
+            if not runs:
+                return m, 0, 0.0, "no test runs its line"
             copy = free.pop()  # list.pop is atomic: each job takes a copy of its own
+            rc, took, ran = 0, 0.0, 0
             try:
                 target = copy / "rig" / "sim" / m.file
                 original = target.read_text()
                 target.write_text(m.apply(original))
                 try:
-                    return (m, *run_spec(copy, requirement_ids(TARGETS[m.file]), copy / "reports", limit_s[m.file],
-                                         models=MODELS.get(m.file, (None,))))
+                    for model, tests in runs:
+                        limit = max(MIN_TIMEOUT_S, TIMEOUT_FACTOR * passes[model].budget_s(tests))
+                        rc, t = run_spec(copy, requirement_ids(TARGETS[m.file]), copy / "reports", limit, model, tests)
+                        took, ran = took + t, ran + 1
+                        if rc != 0:
+                            break
                 finally:
                     target.write_text(original)
             finally:
                 free.append(copy)
+            results.add(m, rc, took)
+            return m, rc, took, f"{ran} run(s)"
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(copies)) as pool:
-            for m, rc, took in pool.map(one, measurable):
+            for m, rc, took, how in pool.map(one, measurable):
                 done += 1
                 (killed if rc != 0 else survived).setdefault(m.file, []).append(m)
                 verdict = "killed (hung: timed out)" if rc == -1 else "killed" if rc != 0 else "SURVIVED"
-                print(f"  [{done}/{len(measurable)}] {m.file}:{m.line} {m.old!r}->{m.new!r}: {verdict} ({took:.0f} s)",
-                      flush=True)
+                print(f"  [{done}/{len(measurable)}] {m.file}:{m.line} {m.old!r}->{m.new!r}: {verdict} "
+                      f"({how}, {took:.0f} s)", flush=True)
     finally:
         for copy in copies:
             shutil.rmtree(copy, ignore_errors=True)
     return killed, survived, baseline
+
+
+class Results:
+    """Every verdict as it is found, one JSON line each, so an interrupted run resumes (--resume)
+    where it stopped. A verdict is reused only for the same package (a hash of rig/: the emulation
+    and the tests) and the same selection."""
+
+    def __init__(self, path: Path, select: str, resume: bool):
+        digest = hashlib.sha256()
+        for f in sorted((PROJECT / "rig").rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                digest.update(str(f.relative_to(PROJECT)).encode() + b"\0" + f.read_bytes())
+        self.path, self.key = path, f"{digest.hexdigest()[:16]}/{select}"
+        self.earlier: dict[tuple, tuple[int, float]] = {}
+        if resume and path.exists():
+            for line in path.read_text().splitlines():
+                r = json.loads(line)
+                if r["package"] == self.key:
+                    self.earlier[tuple(r["mutant"])] = (r["rc"], r["seconds"])
+        self.lock = threading.Lock()
+
+    def get(self, m: Mutant) -> tuple[int, float] | None:
+        return self.earlier.get((m.file, m.line, m.col, m.old, m.new))
+
+    def add(self, m: Mutant, rc: int, took: float) -> None:
+        record = {"package": self.key, "mutant": [m.file, m.line, m.col, m.old, m.new], "rc": rc,
+                  "seconds": round(took, 1)}
+        with self.lock, self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 def report(killed, survived, baseline, sources, not_run: dict[str, int], stale: list[dict]) -> None:
