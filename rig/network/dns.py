@@ -2,8 +2,10 @@
 
 Each server can `answer`, stay `silent` (drop every query, as a dead server does), `refuse`
 (RCODE 5, REFUSED) or know the name but hold `no-address` for it (NOERROR with no answer, RFC 2308
-"NODATA", as a resolver with a stale or IPv6-only zone does), so a test can fail them one at a time
-and watch the unit's resolver order (NET-02). A name the rig does not know is answered NXDOMAIN; other record types get an
+"NODATA", as a resolver with a stale or IPv6-only zone does), or answer only `stray`: with the ID
+of another query and an address nothing serves, as a late or forged reply would (RFC 5452 9.1: a
+resolver accepts a response only if its ID matches the query's), so a test can fail them one at a
+time and watch the unit's resolver order (NET-02). A name the rig does not know is answered NXDOMAIN; other record types get an
 empty NOERROR answer.
 """
 
@@ -17,6 +19,8 @@ from rig.network import DNS_PORT
 from rig.network.udp import ANSWER, REFUSE, SILENT, UdpService
 
 NO_ADDRESS = "no-address"
+STRAY = "stray"
+STRAY_ADDRESS = "192.0.2.66"  # TEST-NET-1 (RFC 5737): never a rig host
 TYPE_A, TYPE_AAAA, CLASS_IN = 1, 28, 1
 NOERROR, FORMERR, NXDOMAIN, REFUSED = 0, 1, 3, 5
 _HEADER = struct.Struct("!HHHHHH")
@@ -111,10 +115,10 @@ def query(ident: int, name: str, qtype: int = TYPE_A) -> bytes:
 
 
 class DnsServer(UdpService):
-    """Config: host, port (53 on a real bench), mode (answer | silent | refuse | no-address),
+    """Config: host, port (53 on a real bench), mode (answer | silent | refuse | no-address | stray),
     records {host name: IPv4 address}, ttl_s."""
 
-    modes = (ANSWER, SILENT, REFUSE, NO_ADDRESS)
+    modes = (ANSWER, SILENT, REFUSE, NO_ADDRESS, STRAY)
     default_port = DNS_PORT
 
     def __init__(self, name, config, clock, loop=None):
@@ -130,6 +134,8 @@ class DnsServer(UdpService):
         flags = QR | RA | (q.flags & RD)
         if self.mode == REFUSE:
             return what, DnsMessage(q.id, flags | REFUSED, q.name, q.qtype).encode()
+        if self.mode == STRAY:  # an answer to some other query: the unit must not take its address
+            return what, DnsMessage((q.id + 1) & 0xFFFF, flags | AA, q.name, q.qtype, (STRAY_ADDRESS,), self.ttl_s).encode()
         address = self.records.get(q.name)
         if address is None:
             return what, DnsMessage(q.id, flags | NXDOMAIN, q.name, q.qtype).encode()

@@ -191,6 +191,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("energy-reads-5pct-low", "its own energy meter reads 5 % low: within the regulation's 10 %, outside the 1 % target", ("MTR-04",)),
         # network (issue 6)
         Defect("resolver-skips-dhcp", "asks 1.1.1.1 first, never the DNS servers DHCP gave it", ("NET-02",)),
+        Defect("dns-id-unchecked", "takes any DNS response, also one whose ID is not its query's (RFC 5452 9.1: "
+               "discard): a late or forged answer sends it to an address nothing serves", ("NET-02",)),
         Defect("dns-no-address-final", "a DNS server that knows the name but has no address for it ends the "
                "lookup: the unit never asks the next server and never connects", ("NET-02",)),
         Defect("ntp-wrong-server", "takes its time from a hard-coded NTP server, not pool.ntp.org", ("NET-01", "NET-03")),

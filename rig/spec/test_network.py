@@ -15,7 +15,7 @@ from rig.core.errors import ChargerFailure
 from rig.instruments.central_system.messages import CentralSystemTimeout
 from rig.network import DNS_PORT, OCPP_HOST, SETUP_HOST
 from rig.network.ca import EXPIRED, GOOD, UNTRUSTED
-from rig.network.dns import NO_ADDRESS
+from rig.network.dns import NO_ADDRESS, STRAY
 from rig.spec.steps import reboot, start_charging
 
 #: passwords a unit must never share with every other unit (Schedule 1: no universal default)
@@ -69,10 +69,12 @@ def test_nothing_listens_on_the_unit(net):
 
 @pytest.mark.req("NET-02")
 @pytest.mark.parametrize("silenced, how", [(0, "silent"), (1, "silent"), (2, "silent"), (3, "silent"),
-                                           (1, "refuse"), (1, NO_ADDRESS)])
+                                           (1, "refuse"), (1, NO_ADDRESS), (1, STRAY)])
 def test_dns_servers_asked_in_the_documented_order(net, silenced, how):
     """A server that gives no address for the name (dead, refusing, or knowing the name without an
-    address) sends the unit to the next in the documented order, and the unit still connects."""
+    address) sends the unit to the next in the documented order, and the unit still connects. A
+    server that answers only with another query's ID (stray: a late or forged reply, RFC 5452 9.1)
+    is a server that did not answer: a unit that takes its address connects nowhere."""
     rig = net
     servers = rig.network.dns_servers()  # (address the unit sends to, server) by priority
     for address, server in servers[:silenced]:
