@@ -168,10 +168,15 @@ def load_equivalents(path: Path = EQUIVALENTS) -> list[dict]:
 
 
 def equivalent_entry(m: Mutant, source: str, entries: list[dict]) -> dict | None:
-    code = source.splitlines()[m.line - 1].strip()
+    """The registry's entry for `m`: same file, stripped line, token and replacement, `nth` token on
+    the line, and, when the entry gives `occurrence`, the same occurrence of that line in the file
+    (for a line written twice that is equivalent in one place only)."""
+    lines = [text.strip() for text in source.splitlines()]
+    code = lines[m.line - 1]
     for e in entries:
         if (e["file"], e["code"], e["old"], e["new"]) == (m.file, code, m.old, m.new) \
-                and e.get("nth", 1) == nth_on_line(m):
+                and e.get("nth", 1) == nth_on_line(m) \
+                and e.get("occurrence", lines[:m.line].count(code)) == lines[:m.line].count(code):
             return e
     return None
 

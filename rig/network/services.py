@@ -127,6 +127,7 @@ class NetworkServices:
         for server in self.dns.values():
             server.set_mode("answer")
         self.dhcp.set_mode("answer")
+        self.dhcp.dns = [self.config["dns_primary"], self.config["dns_secondary"]]
         self.ntp.set_mode("answer")
         self.ntp.set_error(0.0)
 

@@ -251,7 +251,8 @@ class EmulatedCharger(ChargerOcpp, ChargerOperations, ChargerMetering, ChargerLe
         self._open_contactor(delay, "C->B")
 
     def _close_if_still_c(self) -> None:
-        wanted_state = ("B", "C") if self.defect == "early-close" else ("C",)
+        # (the bugs: early-close asks for B too; close-after-bounce lets a close armed in C through in B)
+        wanted_state = ("B", "C") if self.defect in ("early-close", "close-after-bounce") else ("C",)
         offered = self.generator_on_pwm or self.defect == "close-without-offer"  # (the bug: the request is enough)
         self._check_diode()
         if self.cp_state in wanted_state and offered and not self.fault:

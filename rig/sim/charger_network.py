@@ -244,7 +244,8 @@ class UnitNetwork(FirmwareFetch):
     # -- DNS ---------------------------------------------------------------------------------
     def resolver_order(self) -> list[str]:
         """DHCP primary, DHCP secondary, then Cloudflare (NET: DNS Server Priority)."""
-        dhcp = list(self.lease.dns[:2]) if self.lease else []
+        places = 3 if self.defect == "dns-third-dhcp-server" else 2  # (the bug: every server DHCP names)
+        dhcp = list(self.lease.dns[:places]) if self.lease else []
         if self.defect == "resolver-skips-dhcp":
             dhcp = []
         return dhcp + [a for a in PUBLIC_DNS if a not in dhcp]

@@ -29,6 +29,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("stuck-white", "never leaves white solid after the BootNotification is accepted", ("BOOT-01", "LED-05")),
         Defect("ignores-current-limit", "offers its 32 A rating and ignores the configured current limit", ("CP-06", "MTR-03")),
         Defect("early-close", "closes the contactor in state B, before the vehicle asks for power", ("CP-03", "MTR-02")),
+        Defect("close-after-bounce", "a close armed by state C is not checked against the state when it fires: "
+               "after a pilot contact bounce (C, A, B) it closes in B", ("CP-03",)),
         Defect("pwm-on-unplug", "keeps PWM running for 2 s after the vehicle is unplugged", ("CP-05",)),
         Defect("no-preparing-status", "reports Available instead of Preparing when a vehicle is plugged in", ("OCPP-01",)),
         Defect("available-before-finishing", "at unplug reports Available, then Finishing, then Available", ("OCPP-01",)),
@@ -191,6 +193,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("energy-reads-5pct-low", "its own energy meter reads 5 % low: within the regulation's 10 %, outside the 1 % target", ("MTR-04",)),
         # network (issue 6)
         Defect("resolver-skips-dhcp", "asks 1.1.1.1 first, never the DNS servers DHCP gave it", ("NET-02",)),
+        Defect("dns-third-dhcp-server", "asks a third DNS server DHCP names before 1.1.1.1: the document has two "
+               "DHCP places, then Cloudflare", ("NET-02",)),
         Defect("dns-id-unchecked", "takes any DNS response, also one whose ID is not its query's (RFC 5452 9.1: "
                "discard): a late or forged answer sends it to an address nothing serves", ("NET-02",)),
         Defect("dns-no-address-final", "a DNS server that knows the name but has no address for it ends the "

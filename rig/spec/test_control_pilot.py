@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from rig.product import cp as cpmath
-from rig.spec.steps import applied, change_configuration, configuration_keys, first_sense_edge
+from rig.spec.steps import (
+    applied,
+    change_configuration,
+    check_idle_current,
+    configuration_keys,
+    first_sense_edge,
+    no_close_watch_s,
+)
 
 
 @pytest.mark.eol
@@ -101,6 +108,34 @@ def test_contactor_closes_within_3s_of_state_c_and_never_in_b(ready):
     rig.check_limit("contactor close after B->C", None if closed is None else closed - t0,
                     high="cp.contactor_close_max_s", resolution=rig.pilot.resolution_s)
 
+
+#: the vehicle's pilot contact drops out this long after it asks (C -> A) and is back, plugged in and
+#: not asking (B), after the gap: a bouncing connector, both inside the close time of any unit
+BOUNCE_AFTER_ASK_S = 0.1
+BOUNCE_GAP_S = 0.05
+
+
+@pytest.mark.req("CP-03")
+def test_a_request_cut_short_by_a_pilot_contact_bounce_never_closes_in_b(ready):
+    """The vehicle asks (C), its pilot contact drops out (A) and comes back as plugged in and not
+    asking (B): whatever the unit started for the request, the contactor does not close from the
+    drop-out on. Found as a surviving mutant (charger.py, the close that follows state C): a close
+    armed by the request, not cancelled by the drop-out, and let through in state B."""
+    rig = ready
+    rig.ev.plug_in()
+    rig.ev.draw(10.0)  # an on-board charger that would draw at once if the contactor closed
+    rig.clock.sleep(5.0, "vehicle waits in state B")
+    rig.pilot.clear_sense_events()
+    rig.ev.request_power()
+    rig.clock.sleep(BOUNCE_AFTER_ASK_S, "the unit sees the request")
+    dropped = applied(rig, lambda: rig.pilot.set_state("A"))
+    rig.clock.sleep(BOUNCE_GAP_S, "pilot contact lost")
+    rig.pilot.set_state("B")
+    rig.clock.sleep(no_close_watch_s(rig), "plugged in again, not asking")
+    closed = first_sense_edge(rig, "sense_l1", True, dropped)
+    assert closed is None, (f"contactor closed {closed - dropped:.3f} s after the pilot contact dropped out, "
+                            "with the vehicle back in state B, not asking")
+    check_idle_current(rig, "pilot contact back in state B")
 
 @pytest.mark.eol
 @pytest.mark.req("CP-04")

@@ -99,6 +99,28 @@ def test_dns_servers_asked_in_the_documented_order(net, silenced, how):
     rig.await_ready()
 
 
+@pytest.mark.req("NET-02")
+def test_a_third_dns_server_from_dhcp_is_not_asked_before_cloudflare(net):
+    """DHCP gives three DNS servers, the third being 1.0.0.1 (the document's fourth). The priority
+    table has two DHCP places, then 1.1.1.1, then 1.0.0.1: with the DHCP primary and secondary
+    silent the unit asks 1.1.1.1 next, not the third server DHCP named."""
+    rig = net
+    servers = rig.network.dns_servers()
+    (primary, p_server), (secondary, s_server), (cloudflare, _), (cloudflare_2, _) = servers
+    rig.network.dhcp.dns = [rig.network.dhcp.dns[0], rig.network.dhcp.dns[1], cloudflare_2]
+    p_server.set_mode("silent")
+    s_server.set_mode("silent")
+    rig._net_mark, mark = rig.capture.mark(), rig.central.mark()
+    rig.power_cycle()
+    rig.central.wait_for("BootNotification", after=mark,
+                         timeout=rig.limit("boot.self_test_max_s") + rig.limit("boot.accept_max_s"))
+    asked = _boot_dns_order(rig)
+    assert asked[:3] == [primary, secondary, cloudflare], (
+        f"DHCP named {rig.network.dhcp.dns}; with the first two silent the unit should ask {primary}, "
+        f"{secondary}, then {cloudflare} (DHCP primary, secondary, 1.1.1.1, 1.0.0.1); it asked {asked}")
+    rig.await_ready()
+
+
 @pytest.mark.req("NET-03")
 def test_wrong_clock_blocks_authentication_until_ntp_corrects_it(net):
     rig = net

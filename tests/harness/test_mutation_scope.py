@@ -105,6 +105,22 @@ def test_the_nth_field_tells_two_equal_tokens_on_a_line_apart():
     assert [mutation_score.equivalent_entry(m, source, entries) is not None for m in ms] == [False, True]
 
 
+def test_the_occurrence_field_tells_two_equal_lines_of_a_file_apart():
+    """A line written twice may be equivalent in one place only: `occurrence` picks which."""
+    source = "x = 1\nflag = True\ny = 2\nflag = True\n"
+    first, second = (mutation_score.Mutant("designed.py", line, 7, "True", "False") for line in (2, 4))
+    entry = {"file": "designed.py", "code": "flag = True", "old": "True", "new": "False"}
+    mutation_score._ALL["designed.py"] = [first, second]
+    try:
+        assert mutation_score.equivalent_entry(first, source, [entry]) is entry  # no occurrence: both
+        assert mutation_score.equivalent_entry(second, source, [entry]) is entry
+        only_second = {**entry, "occurrence": 2}
+        assert mutation_score.equivalent_entry(first, source, [only_second]) is None
+        assert mutation_score.equivalent_entry(second, source, [only_second]) is only_second
+    finally:
+        del mutation_score._ALL["designed.py"]
+
+
 def spans_of_emulation_file(name: str) -> tuple[list, list[str]]:
     """The rule's defect-only spans of rig/sim/`name` (functions and constants judged across rig/)."""
     package = mutation_score.PROJECT / "rig"
