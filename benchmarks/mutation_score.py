@@ -78,7 +78,10 @@ TARGETS = {
 #: charger_safety.py, and the rig file's PS22-S is not the export variant that keeps it (PEN-07).
 #: The Sense planner's slot energies on a single-phase unit are a third of the three-phase ones
 #: (measurement 8: `slot_kwh <= 1` survived on PS22-S, where no offer gives a slot under 2 kWh).
-MODELS: dict[str, tuple[str | None, ...]] = {"charger_safety.py": (None, "PS22-E"), "charging_modes.py": (None, "PS7")}
+#: charger_modes.py sizes the Sense plan's power by the model's phases too (measurement 12: the slot-energy
+#: guard of sense-whole-kwh-slots survived on PS22-S, where a slot never holds under 2 kWh).
+MODELS: dict[str, tuple[str | None, ...]] = {"charger_safety.py": (None, "PS22-E"), "charging_modes.py": (None, "PS7"),
+                                             "charger_modes.py": (None, "PS7")}
 SWAP_OPS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==", "+": "-", "-": "+"}
 SWAP_NAMES = {"and": "or", "or": "and", "True": "False", "False": "True"}
 MIN_TIMEOUT_S = 60.0  # a mutant's run may take this long, or four times the unmutated run, before it

@@ -14,7 +14,9 @@ import struct
 from dataclasses import dataclass, field
 
 from rig.network import DHCP_CLIENT_PORT, DHCP_SERVER_PORT
-from rig.network.udp import UdpService
+from rig.network.udp import ANSWER, SILENT, UdpService
+
+STRAY = "stray"
 
 BOOTREQUEST, BOOTREPLY = 1, 2
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
@@ -100,15 +102,21 @@ def _parse_options(raw: bytes) -> dict[int, bytes]:
 
 
 class DhcpServer(UdpService):
-    """One-lease DHCP server. Config: host, port (67 on a real bench), mode (answer | silent),
+    """One-lease DHCP server. Config: host, port (67 on a real bench), mode (answer | silent | stray:
+    every reply carries another transaction's xid and offers another address, as replies to another
+    client on the segment would; RFC 2131 4.4.1: a client takes only replies with its own xid),
     lease_address, netmask, router, dns (list: primary, secondary), lease_s, server_id (our address
     as the unit sees it; default host)."""
 
     default_port = DHCP_SERVER_PORT
 
+    modes = (ANSWER, SILENT, STRAY)
+
     def __init__(self, name, config, clock, loop=None):
         super().__init__(name, config, clock, loop)
         self.lease_address = str(config["lease_address"])
+        # stray: replies that answer another client's transaction (another xid), offering another address
+        self.stray_address = str(ipaddress.IPv4Address(self.lease_address) + 100)
         self.netmask = str(config.get("netmask", "255.255.255.0"))
         self.router = str(config.get("router") or config.get("server_id") or self.host)
         self.dns: list[str] = [str(a) for a in config.get("dns", [])]
@@ -130,7 +138,7 @@ class DhcpServer(UdpService):
             server = msg.addresses(OPT_SERVER_ID)
             if server and server[0] != self.server_id:
                 return "REQUEST for another server", None
-            if wanted[0] != self.lease_address:
+            if wanted[0] != (self.stray_address if self.mode == STRAY else self.lease_address):
                 return f"REQUEST {wanted[0]}", self._reply(msg, NAK).encode()
             self.leased_to = msg.chaddr
             return f"REQUEST {wanted[0]}", self._reply(msg, ACK).encode()
@@ -138,9 +146,9 @@ class DhcpServer(UdpService):
 
     def _reply(self, request: DhcpMessage, kind: int) -> DhcpMessage:
         options = {OPT_SERVER_ID: ip_bytes(self.server_id)}
-        yiaddr = "0.0.0.0"
+        yiaddr, stray = "0.0.0.0", self.mode == STRAY
         if kind != NAK:
-            yiaddr = self.lease_address
+            yiaddr = self.stray_address if stray else self.lease_address
             options.update({
                 OPT_LEASE_TIME: struct.pack("!I", self.lease_s),
                 OPT_SUBNET: ip_bytes(self.netmask),
@@ -148,7 +156,8 @@ class DhcpServer(UdpService):
             })
             if self.dns:
                 options[OPT_DNS] = b"".join(ip_bytes(a) for a in self.dns)
-        return DhcpMessage(BOOTREPLY, request.xid, request.chaddr, kind, yiaddr=yiaddr, siaddr=self.server_id,
+        xid = (request.xid + 1) & 0xFFFFFFFF if stray else request.xid  # stray: RFC 2131 4.4.1, not the client's
+        return DhcpMessage(BOOTREPLY, xid, request.chaddr, kind, yiaddr=yiaddr, siaddr=self.server_id,
                            flags=request.flags, options=options)
 
     def reply_address(self, peer, data) -> tuple[str, int]:

@@ -190,7 +190,7 @@ class UnitNetwork(FirmwareFetch):
             self._dhcp_request(msg, xid, mac, on_ready, attempt)
 
         self._exchange(discover.encode(), BROADCAST, DHCP_SERVER_PORT, DHCP_RETRIES_S[attempt % len(DHCP_RETRIES_S)],
-                       lambda data: _dhcp_reply(data, xid, (D.OFFER,)), offered,
+                       lambda data: _dhcp_reply(data, self._xid_taken(xid), (D.OFFER,)), offered,
                        lambda: self._dhcp_retry(on_ready, attempt), src=("0.0.0.0", DHCP_CLIENT_PORT))
 
     def _dhcp_retry(self, on_ready, attempt: int) -> None:
@@ -199,6 +199,10 @@ class UnitNetwork(FirmwareFetch):
             self._dhcp_discover(on_ready, attempt + 1)
         else:
             self._after(DHCP_RESTART_S, lambda: self._dhcp_discover(on_ready, 0))
+
+    def _xid_taken(self, xid: int) -> int | None:
+        """The transaction whose DHCP replies the unit takes (None: any; the bug: replies to other clients)."""
+        return None if self.defect == "dhcp-xid-unchecked" else xid
 
     def _dhcp_request(self, offer: D.DhcpMessage, xid: int, mac: bytes, on_ready, attempt: int) -> None:
         server = offer.addresses(D.OPT_SERVER_ID)
@@ -221,7 +225,7 @@ class UnitNetwork(FirmwareFetch):
             self._after(NTP_POLL_S, self._poll_time)
 
         self._exchange(request.encode(), BROADCAST, DHCP_SERVER_PORT, DHCP_RETRIES_S[0],
-                       lambda data: _dhcp_reply(data, xid, (D.ACK, D.NAK)), acked,
+                       lambda data: _dhcp_reply(data, self._xid_taken(xid), (D.ACK, D.NAK)), acked,
                        lambda: self._dhcp_retry(on_ready, attempt), src=("0.0.0.0", DHCP_CLIENT_PORT))
 
     def _dhcp_renew(self, xid: int, mac: bytes) -> None:
@@ -237,7 +241,7 @@ class UnitNetwork(FirmwareFetch):
                 self._after(lease_s / 2, lambda: self._dhcp_renew(xid, mac))
 
         self._exchange(request.encode(), lease.server, DHCP_SERVER_PORT, DHCP_RETRIES_S[0],
-                       lambda data: _dhcp_reply(data, xid, (D.ACK, D.NAK)), acked,
+                       lambda data: _dhcp_reply(data, self._xid_taken(xid), (D.ACK, D.NAK)), acked,
                        lambda: self._after(60.0, lambda: self._dhcp_renew(xid, mac)),
                        src=(lease.address, DHCP_CLIENT_PORT))
 
@@ -401,9 +405,11 @@ class UnitNetwork(FirmwareFetch):
             self.loop.call(server.close)
 
 
-def _dhcp_reply(data: bytes, xid: int, kinds: tuple[int, ...]):
+def _dhcp_reply(data: bytes, xid: int | None, kinds: tuple[int, ...]):
+    """The reply to our transaction `xid` (None: any transaction, the known-bad unit's)."""
     msg = D.DhcpMessage.decode(data)
-    return msg if msg.op == D.BOOTREPLY and msg.xid == xid and msg.message_type in kinds else None
+    ours = xid is None or msg.xid == xid
+    return msg if msg.op == D.BOOTREPLY and ours and msg.message_type in kinds else None
 
 
 def _pipe_tls(inner: socket.socket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

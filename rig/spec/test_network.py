@@ -15,6 +15,7 @@ from rig.core.errors import ChargerFailure
 from rig.instruments.central_system.messages import CentralSystemTimeout
 from rig.network import DNS_PORT, OCPP_HOST, SETUP_HOST
 from rig.network.ca import EXPIRED, GOOD, UNTRUSTED
+from rig.network.dhcp import STRAY as DHCP_STRAY
 from rig.network.dns import NO_ADDRESS, STRAY
 from rig.spec.steps import reboot, start_charging
 
@@ -22,6 +23,10 @@ from rig.spec.steps import reboot, start_charging
 COMMON_DEFAULTS = {"", "admin", "password", "1234", "12345678", "plugstream", "PlugStream", "default", "ocpp"}
 CHARGE_CYCLE_S = 3600.0  # one charging session of an hour, plug-in to unplug (the document names no length)
 IDLE_DAY_S = 86400.0
+STRAY_DHCP_S = 30.0  # DHCP answers only other clients' transactions this long after power-up (a test condition)
+#: after that, the unit's next DISCOVER may wait out its back-off (RFC 2131 4.1: up to 64 s) and a
+#: restart of the cycle; the document gives no DHCP timing, so this is generous, not a limit
+DHCP_RECOVERY_S = 180.0
 
 
 @pytest.fixture
@@ -66,6 +71,27 @@ def test_nothing_listens_on_the_unit(net):
     open_ports = net.capture.listening_ports()
     assert open_ports == [], f"the unit accepts TCP connections on {open_ports}; the document says no incoming ports"
 
+
+@pytest.mark.req("NET-01")
+def test_dhcp_replies_to_another_clients_request_are_not_taken(net):
+    """After power-up the rig's DHCP first answers only as it would another client on the segment:
+    another transaction's xid, another address. A unit that takes only replies to its own
+    transaction (RFC 2131 4.4.1) never uses that address; once DHCP answers it, it takes its own
+    lease and registers."""
+    rig = net
+    dhcp = rig.network.dhcp
+    dhcp.set_mode(DHCP_STRAY)
+    since, t0 = rig.capture.mark(), rig.clock.now()
+    rig.power_cycle()
+    rig.clock.sleep(STRAY_DHCP_S, "DHCP answering other clients' transactions only")
+    dhcp.set_mode("answer")
+    rig.await_ready(timeout_s=DHCP_RECOVERY_S)
+    asked = [q.what for q in dhcp.queries(since=t0)]
+    claimed = [w for w in asked if w == f"REQUEST {dhcp.stray_address}"]
+    sent_from = [p for p in rig.capture.traffic(since=since).packets if p.src == dhcp.stray_address]
+    assert not claimed and not sent_from, (
+        f"the unit took {dhcp.stray_address}, offered only in replies to another transaction: it asked DHCP "
+        f"{asked} and sent {len(sent_from)} packet(s) from that address")
 
 @pytest.mark.req("NET-02")
 @pytest.mark.parametrize("silenced, how", [(0, "silent"), (1, "silent"), (2, "silent"), (3, "silent"),
