@@ -26,6 +26,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("pause-restarts-on-update", "the wait before opening under load after the PWM stops starts again at "
                "every re-evaluation: a limit repeated every 2 s keeps the contactor closed", ("MODE-09",)),
         Defect("wrong-led-charging", "shows green solid instead of green pulsing while charging", ("LED-07",)),
+        Defect("vehicle-seen-during-self-test", "takes the pilot's events during its start-up self-test: a vehicle "
+               "plugged in at power-on cuts the rainbow short", ("LED-01", "BOOT-01")),
         Defect("stuck-white", "never leaves white solid after the BootNotification is accepted", ("BOOT-01", "LED-05")),
         Defect("ignores-current-limit", "offers its 32 A rating and ignores the configured current limit", ("CP-06", "MTR-03")),
         Defect("early-close", "closes the contactor in state B, before the vehicle asks for power", ("CP-03", "MTR-02")),
