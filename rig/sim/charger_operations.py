@@ -58,7 +58,8 @@ class ChargerOperations:
         self.modes.before_config_change(key, self.config.values[key], value)
         self.config.values[key] = value
         self._later(f"config:{key}", 0.0, self._reconsider_offer)
-        if key == "HeartbeatInterval" and self.registration == "accepted":
+        heartbeat_key = key == "HeartbeatInterval" or self.defect == "any-key-restarts-heartbeat"  # (the bug)
+        if heartbeat_key and self.registration == "accepted":
             self._restart_heartbeat()
         return {"status": "Accepted"}
 

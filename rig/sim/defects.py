@@ -96,6 +96,8 @@ CATALOGUE: dict[str, Defect] = {
                "unknownKey)", ("OCPP-04",)),
         Defect("heartbeat-floor-10s", "accepts HeartbeatInterval 1 but beats every 10 s (a floor of its own under "
                "any configured interval)", ("OCPP-05",)),
+        Defect("any-key-restarts-heartbeat", "restarts its heartbeat timer on every ChangeConfiguration: a change of "
+               "another key delays the next heartbeat past HeartbeatInterval", ("OCPP-05",)),
         Defect("heartbeat-interval-ignored", "keeps the heartbeat interval of its BootNotification.conf after "
                "HeartbeatInterval is changed", ("OCPP-05",)),
         Defect("trigger-accepts-unsupported", "answers TriggerMessage for MeterValues (which it cannot trigger) "

@@ -84,6 +84,36 @@ def test_heartbeats_follow_a_changed_interval(ready, interval_s):
     assert not wrong, f"heartbeat gaps {[round(g, 1) for g in gaps]} s, expected {interval_s} +- {tolerance} s"
 
 
+#: the heartbeat interval of the test below, and when, after a heartbeat, another key is changed:
+#: two thirds of the way, so a timer restarted by the change shows as a gap of 1.67 intervals
+OTHER_KEY_INTERVAL_S = 60
+OTHER_KEY_AFTER_S = 40.0
+
+
+@pytest.mark.req("OCPP-05")
+def test_changing_another_key_leaves_the_heartbeats_on_their_interval(ready):
+    """HeartbeatInterval 60 s; 40 s after a heartbeat another key (MeterValueSampleInterval) is
+    changed: the next heartbeat still comes 60 s after the last, not 60 s after the change. Found
+    as a surviving mutant (charger_operations.py, the heartbeat restarted by a ChangeConfiguration):
+    a unit that restarts its heartbeat timer on every configuration change."""
+    rig = ready
+    tolerance = rig.limit("ocpp.heartbeat_interval_tolerance_s")
+    rig.configure("HeartbeatInterval", str(OTHER_KEY_INTERVAL_S))
+    changed = rig.clock.now()
+    rig.clock.sleep(OTHER_KEY_INTERVAL_S + tolerance, "the first heartbeat at the new interval")
+    beats = [m.time for m in rig.central.history(action="Heartbeat", direction="in") if m.time > changed]
+    assert beats, f"no heartbeat {OTHER_KEY_INTERVAL_S} s after HeartbeatInterval was set to {OTHER_KEY_INTERVAL_S} s"
+    last = beats[-1]
+    rig.clock.sleep(max(0.0, last + OTHER_KEY_AFTER_S - rig.clock.now()))
+    rig.configure("MeterValueSampleInterval", "30")
+    rig.clock.sleep(max(0.0, last + 2 * OTHER_KEY_INTERVAL_S + tolerance - rig.clock.now()), "heartbeats go on")
+    after = [m.time for m in rig.central.history(action="Heartbeat", direction="in") if m.time > last]
+    assert after, f"no heartbeat in {2 * OTHER_KEY_INTERVAL_S} s after the one at {last:.1f} s"
+    gap = after[0] - last
+    assert abs(gap - OTHER_KEY_INTERVAL_S) <= tolerance, (
+        f"after MeterValueSampleInterval was changed {OTHER_KEY_AFTER_S:g} s after a heartbeat, the next came "
+        f"{gap:.1f} s after it; expected {OTHER_KEY_INTERVAL_S} +- {tolerance} s (HeartbeatInterval unchanged)")
+
 @pytest.mark.req("OCPP-06")
 def test_trigger_message_sends_what_is_claimed_and_refuses_the_rest(ready):
     rig = ready
