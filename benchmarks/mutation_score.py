@@ -79,9 +79,11 @@ TARGETS = {
 #: The Sense planner's slot energies on a single-phase unit are a third of the three-phase ones
 #: (measurement 8: `slot_kwh <= 1` survived on PS22-S, where no offer gives a slot under 2 kWh).
 #: charger_modes.py sizes the Sense plan's power by the model's phases too (measurement 12: the slot-energy
-#: guard of sense-whole-kwh-slots survived on PS22-S, where a slot never holds under 2 kWh).
+#: guard of sense-whole-kwh-slots survived on PS22-S, where a slot never holds under 2 kWh), and
+#: charger_operations.py answers UnlockConnector by connector kind (measurement 12: the tethered
+#: unit's NotSupported survived on the socket PS22-S, where OCPP-13's tethered case is skipped).
 MODELS: dict[str, tuple[str | None, ...]] = {"charger_safety.py": (None, "PS22-E"), "charging_modes.py": (None, "PS7"),
-                                             "charger_modes.py": (None, "PS7")}
+                                             "charger_modes.py": (None, "PS7"), "charger_operations.py": (None, "PS22")}
 SWAP_OPS = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "==", "+": "-", "-": "+"}
 SWAP_NAMES = {"and": "or", "or": "and", "True": "False", "False": "True"}
 MIN_TIMEOUT_S = 60.0  # a mutant's run may take this long, or four times the unmutated run, before it
