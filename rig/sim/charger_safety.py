@@ -146,7 +146,8 @@ class PenProtection:
             self._watch_tripped(violation)
 
     def _watch_untripped(self, violation: str | None) -> None:
-        if violation and self._trip_timer is None:
+        armed = violation or self.charger.defect == "pen-delay-from-any-change"  # (the bug: any supply change)
+        if armed and self._trip_timer is None:
             self._trip_timer = self.clock.call_later(self.trip_delay_s, self._trip)
         elif not violation and self._trip_timer is not None:
             self._trip_timer.cancel()  # a short excursion: ride through

@@ -43,6 +43,8 @@ CATALOGUE: dict[str, Defect] = {
                "that flowed through a power loss is not seen after power-up, and the unit charges", ("RCD-06",)),
         Defect("rcd-unplug-clears-persisting", "unplugging acknowledges a residual-current trip even while the residual "
                "current persists: the next vehicle charges with it flowing", ("RCD-06",)),
+        Defect("pen-delay-from-any-change", "starts its PEN trip delay at any supply change, also one inside the "
+               "window: an excursion shortly after a step trips before the ride-through time", ("PEN-02",)),
         Defect("pen-slow-trip", "PEN protection opens 6 s after the voltage leaves the window", ("PEN-01",)),
         Defect("pen-window-wide", "PEN window 206-254 V instead of 207-253 V (a threshold 1 V off)", ("PEN-01",)),
         Defect("pen-no-ride-through", "PEN protection trips on a 3 s excursion (2.5 s delay)", ("PEN-02",)),

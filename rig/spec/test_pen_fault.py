@@ -162,6 +162,30 @@ def test_excursion_shorter_than_4s_does_not_trip(pen_charging, side, depth):
     check_current_flows(rig, f"after a {seconds:g} s excursion to {volts:g} V")
 
 
+#: an in-window supply step this long before the excursion: shorter than any trip delay, so a unit
+#: that armed its trip timer at the step would trip during the excursion (a test condition)
+STEP_BEFORE_EXCURSION_S = 2.0
+
+
+@pytest.mark.hazardous
+@pytest.mark.req("PEN-02")
+@pytest.mark.parametrize("side", SIDES)
+def test_an_excursion_soon_after_an_in_window_step_is_ridden_through(pen_charging, side):
+    """The supply steps to a level just inside the window, and 2 s later an excursion just outside
+    it, shorter than pen.ride_through_s, follows: ridden through like any other. Found as a
+    surviving mutant (charger_safety.py, the PEN watch arming its trip delay at any supply change):
+    a unit whose delay ran from the in-window step tripped 2.5 s into the excursion."""
+    rig = pen_charging
+    disturb(rig, volts_for(rig, side, -1), None)
+    rig.clock.sleep(STEP_BEFORE_EXCURSION_S, "supply stepped inside the window")
+    volts = volts_for(rig, side, 1)
+    seconds = rig.limit("pen.ride_through_s") - rig.limit("pen.boundary_margin_s")
+    t0 = disturb(rig, volts, seconds)
+    rig.clock.sleep(seconds + rig.limit("pen.trip_max_s"), f"{seconds:g} s at {volts:g} V, then inside the window")
+    assert_no_trip(rig, t0 - STEP_BEFORE_EXCURSION_S, f"a {seconds:g} s excursion to {volts:g} V "
+                   f"{STEP_BEFORE_EXCURSION_S:g} s after a step inside the window")
+    check_current_flows(rig, f"after a {seconds:g} s excursion to {volts:g} V")
+
 # ----------------------------------------------------------------------------- PEN-03
 @pytest.mark.hazardous
 @pytest.mark.req("PEN-03", "LED-12")
