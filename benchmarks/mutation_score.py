@@ -2,8 +2,9 @@
 
 Each mutant changes one token of the emulated charger's decision code (a comparison, an
 arithmetic sign, a boolean operator or constant, a number) and the spec tests of the requirements
-that file serves run against it; a mutant is killed when that run does not pass (a unit failure,
-or an error the emulation raised). Survivors are printed with their diff: each is either a gap to
+that file serves run against it: those of them that execute the mutated line (a coverage pass per
+model finds them, mutation_coverage.py), and all of them when the line also runs at start-up. A
+mutant is killed when a run does not pass (a unit failure, or an error the emulation raised). Survivors are printed with their diff: each is either a gap to
 close with a designed test or an equivalent mutant to write down with its reason (docs/mutation.md).
 
 Why a small operator set of its own: mutmut and cosmic-ray mutate a package in place and run one
@@ -12,6 +13,7 @@ test command for all of it; here each file must be judged by the tests of its ow
 with its own rig. Mutating tokens (not an AST re-print) keeps every diff one readable line.
 
     python benchmarks/mutation_score.py [--sample N] [--seed S] [--jobs J] [--files charger_safety.py ...]
+                                        [--only FILE:LINE[:TOKEN] ...] [--select coverage|groups] [--resume]
 
 Mutants that cannot change what a good unit does are not run and not scored, and the count of
 each kind is printed: code only a known-bad unit executes (found by rule, mutation_scope.py) and
