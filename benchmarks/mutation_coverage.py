@@ -63,13 +63,20 @@ class LineTests:
         return session + sum(self.durations.get(t, 0.0) for t in tests)
 
 
+def spec_env() -> dict[str, str]:
+    """The environment of a spec run on a private copy: no bytecode left beside the mutated file,
+    and none of the caller's PYTEST_ADDOPTS (the run's options are the benchmark's)."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
 def coverage_pass(copy: Path, reqs: str, model: str | None, reports: Path) -> LineTests:
     """The spec tests of `reqs` on `model` (None: the rig file's) under coverage, in `copy`."""
     data_file = copy / f".coverage-{model or 'rig'}"
     durations_file = copy / f".durations-{model or 'rig'}.json"
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MUTATION_DURATIONS": str(durations_file),
+    env = {**spec_env(), "MUTATION_DURATIONS": str(durations_file),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
-    env.pop("PYTEST_ADDOPTS", None)
     cmd = [sys.executable, "-m", "coverage", "run", f"--data-file={data_file}", "--include=*/rig/sim/*",
            "-m", "pytest", "rig/spec", "--hazardous", "--req", reqs, "-q", "-p", "no:randomly",
            "-p", "no:cacheprovider", "-p", "mutation_contexts", "--rig-reports", str(reports)]

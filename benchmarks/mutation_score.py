@@ -30,7 +30,6 @@ import functools
 import hashlib
 import io
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -219,8 +218,7 @@ def requirement_ids(groups: tuple[str, ...]) -> str:
 def run_spec(copy: Path, reqs: str, reports: Path, timeout_s: float, model: str | None = None,
              tests: tuple[str, ...] | None = None) -> tuple[int, float]:
     """The spec tests of `reqs` (only `tests` of them, if given) on `model` (None: the rig file's)."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("PYTEST_ADDOPTS", None)
+    env = mutation_coverage.spec_env()
     started = time.monotonic()
     cmd = [sys.executable, "-m", "pytest", *(tests or ["rig/spec"]), "--hazardous", "--req", reqs, "-x", "-q",
            "-p", "no:randomly", "-p", "no:cacheprovider", "--rig-reports", str(reports)]
