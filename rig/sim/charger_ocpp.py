@@ -46,6 +46,7 @@ class ChargerOcpp:
         self.firmware.power_cycled()
         self.modes.session_ended()
         self.rcd.powered_up()
+        self.pen.powered_up()
         if not self.plant.earth_closed:
             with self.plant.change("contactor"):
                 self.plant.earth_closed = True  # the PEN relay closes PE again at power-up
@@ -56,7 +57,7 @@ class ChargerOcpp:
 
     def _power_off(self) -> None:
         self._power_epoch += 1
-        self.pen.power_cycled()
+        self.pen.powered_down()
         self.rcd.powered_down()
         for key in list(self._timers):
             self._cancel(key)
@@ -147,16 +148,20 @@ class ChargerOcpp:
                 self.registration = "none"  # an accepted unit stays registered across reconnects
             self.status_sent = None
             self._update_led()
-            if self.powered:
-                self.clock.call_later_threadsafe(self.loop.loop, T.RECONNECT_S, self._reconnect)
+            if self.powered:  # a firmware timer: a power cycle cancels it, as a reboot loses every timer
+                self._later("reconnect", T.RECONNECT_S, self._reconnect)
 
     def _reconnect(self) -> None:
+        """The retry timer fired (powered since it was armed, client made): connect unless another
+        path (the link coming up) already has."""
         with self.plant.lock:
-            if self.powered and self.client is not None and not self.client.connected:
-                if getattr(self, "net", None) is not None and self.network_up:
-                    self._connect()  # through the network stack: DNS, NTP if the clock is in doubt, TLS
-                elif getattr(self, "net", None) is None:
-                    self.client.connect()
+            if self.client.connected:
+                return
+            net = getattr(self, "net", None)
+            if net is None:
+                self.client.connect()
+            elif self.network_up:
+                self._connect()  # through the network stack: DNS, NTP if the clock is in doubt, TLS
 
     @property
     def online(self) -> bool:

@@ -102,12 +102,13 @@ class ChargerOperations:
 
     def _ocpp_RemoteStartTransaction(self, payload: dict) -> dict:
         # OCPP 1.6 5.11: the unit has one connector (1); without a connectorId it picks that one.
-        # A connector it does not have, no vehicle, or a transaction already running: Rejected
+        # A connector it does not have, no vehicle, a fault, or a transaction already running: Rejected
         connector = payload.get("connectorId", 1)
         s = self.session
         if connector != 1 and self.defect != "remote-start-any-connector":
             return {"status": "Rejected"}
-        if s is None or self.fault or (s.start_requested_sent and not s.stopped):
+        faulted = self.fault is not None and self.defect != "remote-start-while-faulted"  # (the bug: Accepted)
+        if s is None or faulted or (s.start_requested_sent and not s.stopped):
             return {"status": "Rejected"}
         profile = payload.get("chargingProfile")
         if profile is not None and not self.smart.remote_start_profile(profile):

@@ -62,7 +62,8 @@ class ResidualCurrentDetector:
         """The residual current changed: integrate up to now, then decide when to look again."""
         self._integrate()
         c = self.charger
-        if c.fault_kind == "rcd" and c.cp_state == "A" and not self.fault_persists():
+        acknowledged = c.fault_kind == "rcd" and c.cp_state == "A" and not self.fault_persists()
+        if acknowledged and c.defect != "rcd-ack-only-at-unplug":  # (the bug: looks only at the unplug event)
             c.clear_fault("rcd")  # unplugged earlier, and now the residual current is gone too
         self._schedule()
 
@@ -123,11 +124,9 @@ class PenProtection:
         self.max_resumes = T.PEN_MAX_RESUMES + (1 if d == "pen-eleventh-resume" else 0)
         self.opens_earth = (charger.profile["safety"]["pen_opens_earth"] or d == "pen-export-opens-earth") \
             and d != "pen-earth-stays-closed"
-        self.resumes = 0
-        self.locked_out = False
         self._trip_timer = None
         self._reset_timer = None
-        self.tripped_on: str | None = None  # "over" | "under" while tripped
+        self.powered_up()
 
     def window_violation(self) -> str | None:
         volts = [self.plant.phase_voltage(i) for i in range(self.plant.phases)]
@@ -193,9 +192,14 @@ class PenProtection:
             self.resumes += 1
             self.charger.clear_fault("pen")
 
-    def power_cycled(self) -> None:
+    def powered_up(self) -> None:
+        """The firmware starts afresh at every boot: no trip, the full budget of automatic resumes
+        (set here, not only at power-down, so the very first boot starts from the same state)."""
+        self.resumes, self.locked_out = 0, False
+        self.tripped_on: str | None = None  # "over" | "under" while tripped
+
+    def powered_down(self) -> None:
         for timer in (self._trip_timer, self._reset_timer):
             if timer is not None:
                 timer.cancel()
         self._trip_timer = self._reset_timer = None
-        self.resumes, self.locked_out, self.tripped_on = 0, False, None

@@ -43,6 +43,8 @@ CATALOGUE: dict[str, Defect] = {
                "that flowed through a power loss is not seen after power-up, and the unit charges", ("RCD-06",)),
         Defect("rcd-unplug-clears-persisting", "unplugging acknowledges a residual-current trip even while the residual "
                "current persists: the next vehicle charges with it flowing", ("RCD-06",)),
+        Defect("rcd-ack-only-at-unplug", "looks for the residual current only at the unplug event: unplugged while "
+               "it flowed, the trip holds after it stops until the unit is power-cycled", ("RCD-06",)),
         Defect("pen-delay-from-any-change", "starts its PEN trip delay at any supply change, also one inside the "
                "window: an excursion shortly after a step trips before the ride-through time", ("PEN-02",)),
         Defect("pen-slow-trip", "PEN protection opens 6 s after the voltage leaves the window", ("PEN-01",)),
@@ -116,6 +118,8 @@ CATALOGUE: dict[str, Defect] = {
                "is 0 (which means: none)", ("OCPP-10",)),
         Defect("remote-start-any-connector", "accepts RemoteStartTransaction for connector 2 (it has one) and "
                "starts on connector 1", ("OCPP-11",)),
+        Defect("remote-start-while-faulted", "answers RemoteStartTransaction Accepted while faulted (a vehicle with "
+               "a shorted diode plugged in): a start it cannot make", ("OCPP-11",)),
         Defect("remote-start-skips-authorize", "with AuthorizeRemoteTxRequests true starts a remote transaction "
                "without Authorize.req, so an invalid idTag charges", ("OCPP-11",)),
         Defect("remote-start-always-authorizes", "sends Authorize.req before every remote start, also with "

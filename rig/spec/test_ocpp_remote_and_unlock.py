@@ -10,10 +10,12 @@ import pytest
 
 from rig.instruments.central_system import delay, reject
 from rig.spec.steps import (check_no_energy, first_sense_edge, l1_intervals, plug_and_ask,
-                            sent_since, set_mode, transaction_id, transaction_id_of, wait_l1)
+                            sent_since, set_mode, transaction_id, transaction_id_of, wait_fault_reported,
+                            wait_l1)
 
 GOOD_TAG, BAD_TAG = "RIG-OWNER", "RIG-STOLEN-CARD"
 SLOW_ANSWER_S = 20.0  # a central system this slow to answer a StartTransaction (a test condition, not a limit)
+TRIP_RESIDUAL_MA = 60.0  # a residual DC current every good unit trips on (IEC 62955's 60 mA test point)
 SAMPLE_INTERVAL_S = 10  # MeterValueSampleInterval set: short, so several samples would be due in the watch
 
 
@@ -50,6 +52,26 @@ def test_remote_start_refuses_a_connector_it_lacks_and_starts_without_one(ready)
         "no energy after an Accepted remote start"
     again = remote_start(rig, {"connectorId": 1, "idTag": GOOD_TAG})
     assert again == "Rejected", f"a second RemoteStartTransaction while the transaction runs: {again}"
+
+
+@pytest.mark.hazardous
+@pytest.mark.req("OCPP-11")
+def test_remote_start_is_rejected_while_the_unit_is_faulted(ready):
+    """OCPP 1.6 5.11: the answer says whether the unit is able to start a transaction. Tripped by a
+    residual DC current (RCD-06; injecting it is hazardous) while a vehicle waits for a remote start
+    it is not: Rejected, and no transaction and no energy follow."""
+    rig = ready
+    set_mode(rig, "Manual")  # the vehicle waits for a remote start: no transaction yet
+    plug_and_ask(rig)
+    mark = rig.clock.now()
+    rig.injector.set_current(TRIP_RESIDUAL_MA / 1000.0)
+    wait_fault_reported(rig, rig.profile["safety"]["rcd_error_code"], mark,
+                        rig.limit("rcd.trip_60ma_max_s") + rig.limit("ocpp.status_report_max_s"))
+    status = remote_start(rig, {"connectorId": 1, "idTag": GOOD_TAG})
+    assert status == "Rejected", (
+        f"RemoteStartTransaction while faulted (residual-current trip): {status}; OCPP 1.6 5.11: the "
+        f"answer says whether the unit is able to start a transaction")
+    check_no_energy(rig, mark, "after a remote start while faulted")
 
 
 @pytest.mark.req("OCPP-11")

@@ -214,6 +214,24 @@ def test_unplugging_while_the_fault_persists_does_not_acknowledge_the_trip(charg
 
 @pytest.mark.hazardous
 @pytest.mark.req("RCD-06", "LED-12")
+def test_the_fault_going_after_the_unplug_completes_the_acknowledgement(charging):
+    """rcd_reset "unplug" is two conditions, not an order: unplugged while the residual current
+    still flows, and the current stopping afterwards, the unit is ready again without a second
+    unplug (a unit that looks for the fault only at the unplug event stays red until power-cycled)."""
+    rig = charging
+    timed_trip(rig, trip_point_ma(rig, "rcd.trip_60ma_max_s"), "rcd.trip_60ma_max_s")
+    rig.ev.unplug()
+    rig.clock.sleep(SAFE_DWELL_S, "vehicle unplugged, the residual current still on")
+    expect_led(rig, "red_solid", "unplugged while the residual current persists: the trip holds")
+    rig.injector.off()
+    rig.clock.sleep(SAFE_DWELL_S, "residual current gone, the vehicle already unplugged")
+    expect_led(rig, "blue_solid", "unplugged earlier and now the fault is gone: trip acknowledged, ready")
+    start_charging(rig)
+    check_current_flows(rig, "in a new session after the trip acknowledged in the other order")
+
+
+@pytest.mark.hazardous
+@pytest.mark.req("RCD-06", "LED-12")
 def test_a_fault_that_persists_through_a_power_loss_is_seen_again_at_power_up(charging):
     """"No reclosing while the fault persists" holds across a loss of supply: the supply comes back
     with the residual current still flowing and the vehicle still asking, and the unit must not
