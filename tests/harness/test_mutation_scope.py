@@ -88,9 +88,13 @@ def test_every_recorded_equivalent_mutant_still_exists_and_is_classified_equival
     kinds = mutation_score.classify(everything, sources, entries)
     counts = {k: sum(1 for v in kinds.values() if v == k) for k in ("run", "defect-only", "equivalent")}
     assert counts["equivalent"] >= len(entries)  # an entry may match several lines (frozen dataclasses)
-    # the rule and the record stay the exception (84 % run after three classified samples, 80 % after
-    # nine: each sample records some): a rule gone wrong would exempt far more at once
-    assert counts["run"] > 0.75 * len(everything), counts
+    # the rule and the record stay the exception. Each recorded entry is a reviewed reason (the run
+    # share fell from 84 % to 76 % as measurements recorded them), so the bound is on what could
+    # go wrong unreviewed: the known-bad rule exempting far more at once (66 = 6.5 % at measurement
+    # 12), or an entry's code matching many lines (12 extra matches: identical dataclass lines)
+    assert counts["defect-only"] < 0.10 * len(everything), counts
+    assert counts["equivalent"] <= len(entries) + 20, counts
+    assert counts["run"] > 0.60 * len(everything), counts
     assert all(e.get("reason") for e in entries)
 
 
