@@ -93,7 +93,8 @@ class SmartCharging:
         return {"status": "Accepted"}
 
     def composite_schedule(self, payload: dict) -> dict:
-        if payload["connectorId"] not in (0, 1) or payload.get("chargingRateUnit", "A") != "A":
+        unknown = payload["connectorId"] not in (0, 1) and self.c.defect != "composite-any-connector"  # (the bug)
+        if unknown or payload.get("chargingRateUnit", "A") != "A":
             return {"status": "Rejected"}
         start, duration = self.c.rtc_now().replace(microsecond=0), int(payload["duration"])
         instants = sorted({start, *[t for t in self._edges(start, start + timedelta(seconds=duration))]})
@@ -216,8 +217,13 @@ class SmartCharging:
                 limit = float(period["limit"])
         return limit
 
+    def _every(self, prof: dict) -> timedelta:
+        kind = "Daily" if self.c.defect == "weekly-recurs-daily" else prof["recurrencyKind"]  # (the bug)
+        return RECURRENCE[kind]
+
     def _valid(self, prof: dict, when: datetime) -> bool:
-        if "validFrom" in prof and when < parse_utc(prof["validFrom"]):
+        early = "validFrom" in prof and when < parse_utc(prof["validFrom"])
+        if early and self.c.defect != "smart-valid-from-ignored":  # (the bug: limits before its validFrom)
             return False
         expired = "validTo" in prof and when >= parse_utc(prof["validTo"])
         return not expired or self.c.defect == "smart-expired-applied"
@@ -228,7 +234,7 @@ class SmartCharging:
             return when if self.c.defect == "relative-from-now" else self.tx_started or when
         first = parse_utc(schedule["startSchedule"]) if "startSchedule" in schedule else None
         if kind == "Recurring" and first is not None and when >= first:
-            every = RECURRENCE[prof["recurrencyKind"]]
+            every = self._every(prof)
             return first + every * ((when - first) // every)
         return first
 
@@ -255,7 +261,7 @@ class SmartCharging:
             return []
         if prof["chargingProfileKind"] != "Recurring":
             return [first]
-        every = RECURRENCE[prof["recurrencyKind"]]
+        every = self._every(prof)
         starts, t = [], first
         while t < end:
             starts.append(t)

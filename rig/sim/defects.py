@@ -131,6 +131,10 @@ CATALOGUE: dict[str, Defect] = {
                ("OCPP-12",)),
         Defect("unlock-idle-call-error", "answers UnlockConnector with no vehicle plugged in with a CallError "
                "(InternalError) instead of an UnlockConnector.conf", ("OCPP-13",), model="PS22-S"),
+        Defect("composite-any-connector", "answers GetCompositeSchedule for connector 2 (it has one) with "
+               "connector 1's schedule instead of Rejected", ("OCPP-15",)),
+        Defect("smart-valid-from-ignored", "applies a charging profile before its validFrom", ("OCPP-16",)),
+        Defect("weekly-recurs-daily", "repeats a Weekly recurring profile every day", ("OCPP-16",)),
         Defect("schedule-last-period-dropped", "reports ChargingScheduleMaxPeriods 24 and Accepts a schedule of 24 "
                "periods, but keeps only the first 23: the last period never applies", ("OCPP-14",)),
         Defect("profiles-installed-one-short", "reports MaxChargingProfilesInstalled 8 and Accepts an eighth profile, "

@@ -305,6 +305,48 @@ def test_a_daily_profile_recurs_and_an_expired_one_stops_limiting(charging, no_p
     offers_at(rig, window_at + 120, rated(rig), "after the next day's window")
 
 
+@pytest.mark.req("OCPP-16")
+def test_a_profile_valid_from_a_coming_time_limits_only_from_then(charging, no_profiles):
+    """validFrom (OCPP 1.6 7.8): before it the profile does not limit; from it, it does."""
+    rig = charging
+    t0, now = rig.clock.now(), rig.time.now()
+    coming = schedule_profile(23, "TxDefaultProfile", 0, [(0, 10)], validFrom=ocppj.iso_time(now + timedelta(seconds=60)))
+    install(rig, 0, coming)
+    offers_at(rig, t0, rated(rig), "a profile installed before its validFrom")
+    still_offers_before(rig, t0 + 60, rated(rig), "just before the profile's validFrom")
+    offers_at(rig, t0 + 60, 10, "from the profile's validFrom")
+
+
+@pytest.mark.req("OCPP-16")
+def test_a_weekly_profile_recurs_after_a_week_and_not_after_a_day(charging, no_profiles):
+    """recurrencyKind Weekly (OCPP 1.6 7.10): the window comes back 7 days after startSchedule, not
+    on the days between. Started 7 days ago (less a minute), so the week's return is a minute away."""
+    rig = charging
+    t0, now = rig.clock.now(), rig.time.now()
+    first = now - timedelta(days=7) + timedelta(seconds=60)
+    weekly = schedule_profile(24, "TxDefaultProfile", 0, [(0, 12)], kind="Recurring", start=first,
+                              recurrencyKind="Weekly")
+    weekly["chargingSchedule"]["duration"] = 120
+    install(rig, 0, weekly)
+    still_offers_before(rig, t0 + 60, rated(rig), "a week after the weekly profile's start, before its window")
+    offers_at(rig, t0 + 60, 12, "the weekly window, a week after its start")
+    offers_at(rig, t0 + 180, rated(rig), "after the weekly window")
+    # a day later, where a daily profile would return: the calendar served a minute before it
+    a_day_on = first + timedelta(days=8)
+    rig.set_time(a_day_on - timedelta(seconds=60))
+    offers_at(rig, clock_at(rig, a_day_on) + 30, rated(rig), "8 days after the start: no weekly window on that day")
+
+
+@pytest.mark.req("OCPP-15")
+def test_a_composite_schedule_for_a_connector_the_unit_lacks_is_rejected(ready, no_profiles):
+    """OCPP 1.6 5.7: a charge point that cannot report the schedule asked for, for instance of an
+    unknown connector, answers Rejected: connector 2 of a one-connector unit."""
+    rig = ready
+    reply = rig.central.call("GetCompositeSchedule", {"connectorId": 2, "duration": 600, "chargingRateUnit": "A"},
+                             cp_id=rig.cp_id)
+    assert reply["status"] == "Rejected", f"GetCompositeSchedule of connector 2 of a one-connector unit: {reply}"
+
+
 @pytest.mark.req("OCPP-17")
 def test_a_remote_start_profile_limits_its_transaction_and_ends_with_it(ready, no_profiles):
     rig = ready
