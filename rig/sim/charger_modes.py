@@ -250,7 +250,7 @@ class ModeController:
                 early = windows.next_edge(now + SCHEDULE_EARLY)
                 edges.append(None if early is None else early - SCHEDULE_EARLY)
         elif self.mode == "Sense" and self.plan is not None:
-            edges.append(self.plan.next_edge(now))
+            edges.append(self.plan.next_edge(now, ends=self.defect != "sense-slot-end-missed"))  # (the bug)
         else:
             self.c._cancel(EDGE)
             return

@@ -131,6 +131,8 @@ CATALOGUE: dict[str, Defect] = {
                ("OCPP-12",)),
         Defect("unlock-idle-call-error", "answers UnlockConnector with no vehicle plugged in with a CallError "
                "(InternalError) instead of an UnlockConnector.conf", ("OCPP-13",), model="PS22-S"),
+        Defect("sense-slot-end-missed", "times its Sense re-evaluation at slot starts only: past a chosen slot "
+               "whose successor is not adjacent, energy runs on until its next look at the energy", ("MODE-06",)),
         Defect("composite-any-connector", "answers GetCompositeSchedule for connector 2 (it has one) with "
                "connector 1's schedule instead of Rejected", ("OCPP-15",)),
         Defect("smart-valid-from-ignored", "applies a charging profile before its validFrom", ("OCPP-16",)),

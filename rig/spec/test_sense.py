@@ -135,6 +135,40 @@ def test_sense_plan_is_the_cheapest_feasible_and_charging_follows_it(ready, slot
     check_sense_session(rig, want, asked_s, start_kwh, energy, ready_by)
 
 
+# two cheap slots two dear ones apart (19:30 .. 21:00 UTC): the first must end on time, with no
+# slot start at its end to look again at
+PRICES_APART = [30.0, 29.0, 28.0, 9.0, 27.0, 26.0, 9.5, 30.0]  # 18:00 .. 21:30 UTC
+
+
+@pytest.mark.req("MODE-06")
+def test_sense_stops_at_the_end_of_a_chosen_slot_with_no_chosen_slot_after_it(ready):
+    """Two chosen slots apart (the second partial): energy ends at the first one's end, within
+    mode.window_stop_max_s, not at the unit's next look at the energy delivered. The vehicle pauses
+    for 10 s 100 s into the first slot (state B, then C again), as vehicles do: the unit's looks
+    then no longer fall on slot boundaries by chance."""
+    rig = ready
+    prepare(rig)
+    rig.set_time(MONDAY_EVENING)
+    start = uk_time(2026, 1, 12, 18, 0)
+    ready_by = uk_time(2026, 1, 12, 22, 0).astimezone(timezone.utc)
+    tariff = tariff_from(start, PRICES_APART)
+    energy = round(1.9 * slot_energy_kwh(rig), 3)
+    send_tariff_and_target(rig, tariff, energy, ready_by)
+    start_kwh = rig.meter.energy_kwh()
+    planned_at = rig.time.now()
+    asked_s = plug_and_ask(rig, SENSE_CURRENT_A)
+    want = reference_plan(rig, tariff, planned_at, ready_by, energy)
+    apart = [b - a for a, b in zip(want.slots, want.slots[1:])]
+    assert want.feasible and apart and min(apart) > 2 * ref.SLOT, f"test data: chosen slots {want.slots} not apart"
+    check_plan(rig, unit_plan(rig), want)
+    sleep_until(rig, want.slots[0] + timedelta(seconds=100), "into the first chosen slot")
+    rig.ev.stop_requesting()
+    rig.clock.sleep(10.0, "the vehicle pauses (state B)")
+    rig.ev.request_power()
+    sleep_until(rig, ready_by + timedelta(minutes=5), "through the plan")
+    check_sense_session(rig, want, asked_s, start_kwh, energy, ready_by)
+
+
 @pytest.mark.req("MODE-06")
 def test_sense_at_the_lowest_offer_plans_and_charges_like_any_other(ready):
     """MaxCurrentA at the lowest current a unit may offer (IEC 61851-1: 6 A): a half-hour slot
