@@ -17,6 +17,7 @@ from rig.network import DHCP_CLIENT_PORT, DHCP_SERVER_PORT
 from rig.network.udp import ANSWER, SILENT, UdpService
 
 STRAY = "stray"
+REFUSE = "refuse"
 
 BOOTREQUEST, BOOTREPLY = 1, 2
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
@@ -104,13 +105,15 @@ def _parse_options(raw: bytes) -> dict[int, bytes]:
 class DhcpServer(UdpService):
     """One-lease DHCP server. Config: host, port (67 on a real bench), mode (answer | silent | stray:
     every reply carries another transaction's xid and offers another address, as replies to another
-    client on the segment would; RFC 2131 4.4.1: a client takes only replies with its own xid),
+    client on the segment would; RFC 2131 4.4.1: a client takes only replies with its own xid |
+    refuse: offers the lease but answers every REQUEST with a NAK, as a server whose address was
+    taken meanwhile would; RFC 2131 3.1: the client starts again with DISCOVER),
     lease_address, netmask, router, dns (list: primary, secondary), lease_s, server_id (our address
     as the unit sees it; default host)."""
 
     default_port = DHCP_SERVER_PORT
 
-    modes = (ANSWER, SILENT, STRAY)
+    modes = (ANSWER, SILENT, STRAY, REFUSE)
 
     def __init__(self, name, config, clock, loop=None):
         super().__init__(name, config, clock, loop)
@@ -138,7 +141,8 @@ class DhcpServer(UdpService):
             server = msg.addresses(OPT_SERVER_ID)
             if server and server[0] != self.server_id:
                 return "REQUEST for another server", None
-            if wanted[0] != (self.stray_address if self.mode == STRAY else self.lease_address):
+            refused = self.mode == REFUSE or wanted[0] != (self.stray_address if self.mode == STRAY else self.lease_address)
+            if refused:
                 return f"REQUEST {wanted[0]}", self._reply(msg, NAK).encode()
             self.leased_to = msg.chaddr
             return f"REQUEST {wanted[0]}", self._reply(msg, ACK).encode()

@@ -211,7 +211,8 @@ class UnitNetwork(FirmwareFetch):
             D.OPT_PARAMS: bytes([D.OPT_SUBNET, D.OPT_ROUTER, D.OPT_DNS])})
 
         def acked(msg: D.DhcpMessage) -> None:
-            if msg.message_type == D.NAK:
+            refused = msg.message_type == D.NAK and self.defect != "dhcp-nak-taken"  # (the bug: a NAK taken as an ACK)
+            if refused:
                 self._after(1.0, lambda: self._dhcp_discover(on_ready, 0))
                 return
             lease_s = msg.seconds(D.OPT_LEASE_TIME) or 86400

@@ -209,6 +209,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("energy-reads-5pct-low", "its own energy meter reads 5 % low: within the regulation's 10 %, outside the 1 % target", ("MTR-04",)),
         # network (issue 6)
         Defect("resolver-skips-dhcp", "asks 1.1.1.1 first, never the DNS servers DHCP gave it", ("NET-02",)),
+        Defect("dhcp-nak-taken", "takes a DHCPNAK for an ACK (RFC 2131 3.1: start again with DISCOVER) and goes on "
+               "without an address", ("NET-01",)),
         Defect("dhcp-xid-unchecked", "takes DHCP replies to any transaction (RFC 2131 4.4.1: only its own xid): a reply "
                "meant for another client on the segment gives it that client's address", ("NET-01",)),
         Defect("dns-third-dhcp-server", "asks a third DNS server DHCP names before 1.1.1.1: the document has two "

@@ -13,8 +13,9 @@ import pytest
 
 from rig.core.errors import ChargerFailure
 from rig.instruments.central_system.messages import CentralSystemTimeout
-from rig.network import DNS_PORT, OCPP_HOST, SETUP_HOST
+from rig.network import DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DNS_PORT, OCPP_HOST, SETUP_HOST
 from rig.network.ca import EXPIRED, GOOD, UNTRUSTED
+from rig.network.dhcp import REFUSE as DHCP_REFUSE
 from rig.network.dhcp import STRAY as DHCP_STRAY
 from rig.network.dns import NO_ADDRESS, STRAY
 from rig.spec.steps import reboot, start_charging
@@ -23,6 +24,7 @@ from rig.spec.steps import reboot, start_charging
 COMMON_DEFAULTS = {"", "admin", "password", "1234", "12345678", "plugstream", "PlugStream", "default", "ocpp"}
 CHARGE_CYCLE_S = 3600.0  # one charging session of an hour, plug-in to unplug (the document names no length)
 IDLE_DAY_S = 86400.0
+REFUSED_DHCP_S = 30.0  # DHCP NAKs every REQUEST this long after the unit's power-up (a test condition)
 STRAY_DHCP_S = 30.0  # DHCP answers only other clients' transactions this long after power-up (a test condition)
 #: after that, the unit's next DISCOVER may wait out its back-off (RFC 2131 4.1: up to 64 s) and a
 #: restart of the cycle; the document gives no DHCP timing, so this is generous, not a limit
@@ -92,6 +94,35 @@ def test_dhcp_replies_to_another_clients_request_are_not_taken(net):
     assert not claimed and not sent_from, (
         f"the unit took {dhcp.stray_address}, offered only in replies to another transaction: it asked DHCP "
         f"{asked} and sent {len(sent_from)} packet(s) from that address")
+
+
+@pytest.mark.req("NET-01")
+def test_a_refused_dhcp_request_sends_the_unit_back_to_discover_without_using_the_address(net):
+    """A server that NAKs the REQUEST (the address went to another client meanwhile). RFC 2131 3.1
+    and 4.4.1: the client starts again with DISCOVER and uses no address without an ACK. While DHCP
+    refuses, the unit sends nothing but DHCP and DISCOVERs again after a NAK; once DHCP answers it
+    takes its lease and registers."""
+    rig = net
+    dhcp = rig.network.dhcp
+    dhcp.set_mode(DHCP_REFUSE)
+    t0 = rig.clock.now()
+    rig.power_cycle()
+    since = rig.capture.mark()  # after the power-off: the old connection's closing is not the unit's doing
+    rig.clock.sleep(REFUSED_DHCP_S, "DHCP refusing every REQUEST")
+    until = rig.capture.mark()
+    asked = [q.what for q in dhcp.queries(since=t0)]
+    dhcp.set_mode("answer")
+    rig.await_ready(timeout_s=DHCP_RECOVERY_S)
+    refused = [i for i, what in enumerate(asked) if what.startswith("REQUEST")]
+    assert refused, f"test condition: the unit never asked for its offered address while DHCP refused ({asked})"
+    assert "DISCOVER" in asked[refused[0] + 1:], f"no DISCOVER after a NAKed REQUEST (RFC 2131 3.1): DHCP heard {asked}"
+    dhcp_ports = {DHCP_SERVER_PORT, DHCP_CLIENT_PORT}
+    other = [p for p in rig.capture.traffic(since=since, until=until).packets
+             if p.proto in ("udp", "tcp") and not {p.sport, p.dport} & dhcp_ports]
+    assert not other, (
+        f"with every REQUEST refused the unit has no address, yet it sent {len(other)} packet(s) other than DHCP, "
+        f"the first {other[0].proto} {other[0].src}:{other[0].sport} -> {other[0].dst}:{other[0].dport}")
+
 
 @pytest.mark.req("NET-02")
 @pytest.mark.parametrize("silenced, how", [(0, "silent"), (1, "silent"), (2, "silent"), (3, "silent"),
