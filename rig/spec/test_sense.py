@@ -291,20 +291,24 @@ def test_with_no_current_to_offer_sense_plans_no_power_and_no_cost(ready):
 
 
 @pytest.mark.req("MODE-06")
-def test_slots_already_begun_are_not_planned(ready):
-    """Planned at 17:40 with tariff data from 17:00, the 17:00 and 17:30 slots the cheapest of all:
-    the one that is over and the one already begun cannot deliver a slot's energy, so the plan
-    starts at 18:00 (the reference's rule: slots from the next half-hour boundary)."""
+@pytest.mark.parametrize("planned_at", [MONDAY_EVENING, uk_time(2026, 1, 12, 17, 30, 5)],
+                         ids=["17:40", "seconds-into-17:30"])
+def test_slots_already_begun_are_not_planned(ready, planned_at):
+    """Planned at 17:40, or seconds after 17:30 (a boundary found by whole minutes would still see
+    17:30 there), with tariff data from 17:00, the 17:00 and 17:30 slots the cheapest of all: the
+    one that is over and the one already begun cannot deliver a slot's energy, so the plan starts
+    at 18:00 (the reference's rule: slots from the next half-hour boundary)."""
     rig = ready
     prepare(rig)
-    rig.set_time(MONDAY_EVENING)
+    rig.set_time(planned_at)
     tariff = tariff_from(uk_time(2026, 1, 12, 17, 0), [1.0, 1.5] + PRICES[:6])
     ready_by = tariff[-1].start + ref.SLOT
     slot_kwh = slot_energy_kwh(rig)
     energy = round(2.6 * slot_kwh, 3)
     send_tariff_and_target(rig, tariff, energy, ready_by)
-    planned_at = rig.time.now()
-    want = reference_plan(rig, tariff, planned_at, ready_by, energy)
+    now = rig.time.now()
+    assert now - planned_at < timedelta(seconds=50), f"test condition: planned at {now}, not just after {planned_at}"
+    want = reference_plan(rig, tariff, now, ready_by, energy)
     assert want.feasible and min(want.slots) >= uk_time(2026, 1, 12, 18, 0), "test data"
     check_plan(rig, unit_plan(rig), want)
 
