@@ -252,7 +252,8 @@ class ChargerOcpp:
         def failed(code: str, _description: str) -> None:
             with self.plant.lock:
                 if code in _RETRY_LATER:
-                    self.tx_in_flight = False  # kept: resent after the next accepted boot
+                    # kept: resent once connected and accepted again (the bug: the in-flight mark never cleared)
+                    self.tx_in_flight = self.defect == "tx-stuck-after-lost-connection"
                     return
                 self._tx_rejected(head)
 

@@ -118,6 +118,8 @@ CATALOGUE: dict[str, Defect] = {
                "is 0 (which means: none)", ("OCPP-10",)),
         Defect("remote-start-any-connector", "accepts RemoteStartTransaction for connector 2 (it has one) and "
                "starts on connector 1", ("OCPP-11",)),
+        Defect("tx-stuck-after-lost-connection", "a transaction message on its way when the connection drops stays "
+               "marked in flight: it and every later one are never sent", ("OCPP-20",)),
         Defect("remote-start-while-faulted", "answers RemoteStartTransaction Accepted while faulted (a vehicle with "
                "a shorted diode plugged in): a start it cannot make", ("OCPP-11",)),
         Defect("remote-start-skips-authorize", "with AuthorizeRemoteTxRequests true starts a remote transaction "

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from rig.instruments.central_system import delay, pending, reject
+from rig.instruments.central_system import delay, drop, pending, reject
 from rig.spec.sense_reference import parse_utc, utc_iso
 from rig.spec.steps import (check_idle_current, expect_led, first_sense_edge, latest_status, plug_and_ask, reboot,
                               sent_since, set_mode, transaction_id_of, unplug, wait_l1)
@@ -219,6 +219,32 @@ def test_a_stop_while_the_start_is_unanswered_follows_the_answer_with_its_transa
         f"a session that ended while its StartTransaction was unanswered: the unit sent {[m.action for m in sent]}")
     given = transaction_id_of(rig, start)
     assert sent[1].payload["transactionId"] == given, f"StopTransaction {sent[1].payload}, the start was given {given}"
+
+
+@pytest.mark.req("OCPP-20")
+def test_a_stop_cut_off_by_a_lost_connection_is_sent_again_once_back(offline_capable):
+    """The StopTransaction is on its way when the connection drops, unanswered: the unit cannot
+    know it arrived, so (OCPP 1.6 3.7: transaction messages are delivered, none lost) it sends it
+    again once the central system is back, with the same transactionId."""
+    rig = offline_capable
+    set_mode(rig, "PlugAndCharge")
+    mark = rig.clock.now()
+    plug_and_ask(rig)
+    start = rig.central.wait_for("StartTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=mark)
+    rig.central.script("StopTransaction", drop())  # this connection never answers it
+    ended = rig.clock.now()
+    unplug(rig)
+    first = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=ended)
+    go_offline(rig)
+    rig.clock.sleep(5.0, "the connection gone with the StopTransaction unanswered")
+    back = rig.clock.now()
+    come_back(rig)
+    rig.clock.wait_until(lambda: sent_since(rig, "StopTransaction", back), rig.limit("offline.reconnect_max_s"),
+                         poll=0.5, reason="the unanswered StopTransaction sent again")
+    again = sent_since(rig, "StopTransaction", back)
+    given = transaction_id_of(rig, start)
+    assert again, f"the StopTransaction cut off by the lost connection ({first.payload}) was never sent again"
+    assert again[0].payload["transactionId"] == given, f"StopTransaction sent again as {again[0].payload}, given {given}"
 
 
 @pytest.mark.req("OCPP-12", "OCPP-20")
