@@ -95,6 +95,13 @@ def check_trip_holds(rig, t0: float, situation: str, wrong: str) -> None:
     expect_led(rig, "red_solid", situation)
 
 
+def check_recovered(rig, why: str, what: str) -> None:
+    """The trip acknowledged: ready (blue), and a new session charges."""
+    expect_led(rig, "blue_solid", why)
+    start_charging(rig)
+    check_current_flows(rig, what)
+
+
 def faults_since(rig, t0: float) -> list[dict]:
     return [m.payload for m in rig.central.history(action="StatusNotification", direction="in")
             if m.time >= t0 and m.payload.get("status") == "Faulted"]
@@ -193,9 +200,7 @@ def test_trip_holds_until_the_fault_is_gone_and_acknowledged_then_the_unit_recov
     expect_led(rig, "red_solid", "residual-current trip not yet acknowledged by unplugging")
     rig.ev.unplug()
     rig.clock.sleep(SAFE_DWELL_S, "vehicle unplugged: the acknowledgement")
-    expect_led(rig, "blue_solid", "trip acknowledged, fault gone, no vehicle: ready")
-    start_charging(rig)
-    check_current_flows(rig, "in a new session after the acknowledged trip")
+    check_recovered(rig, "trip acknowledged, fault gone, no vehicle: ready", "in a new session after the acknowledged trip")
 
 
 @pytest.mark.hazardous
@@ -225,9 +230,8 @@ def test_the_fault_going_after_the_unplug_completes_the_acknowledgement(charging
     expect_led(rig, "red_solid", "unplugged while the residual current persists: the trip holds")
     rig.injector.off()
     rig.clock.sleep(SAFE_DWELL_S, "residual current gone, the vehicle already unplugged")
-    expect_led(rig, "blue_solid", "unplugged earlier and now the fault is gone: trip acknowledged, ready")
-    start_charging(rig)
-    check_current_flows(rig, "in a new session after the trip acknowledged in the other order")
+    check_recovered(rig, "unplugged earlier and now the fault is gone: trip acknowledged, ready",
+                    "in a new session after the trip acknowledged in the other order")
 
 
 @pytest.mark.hazardous

@@ -20,6 +20,7 @@ from rig.spec.steps import (check_energy_intervals, clock_at, data_transfer, exp
                               plug_and_ask, set_mode, sleep_until, uk_time, unplug)
 
 MONDAY_EVENING = uk_time(2026, 1, 12, 17, 40)  # GMT: UK local = UTC
+EVENING_START = uk_time(2026, 1, 12, 18, 0).astimezone(timezone.utc)  # the first slot of the evening tariffs
 SENSE_CURRENT_A = 16.0  # MaxCurrentA during the Sense tests: the plan's power follows from it
 
 # a failing example on the rig is reported as found: shrinking would replay hours of simulated charging
@@ -63,6 +64,21 @@ def slot_energy_kwh(rig, current_a: float = SENSE_CURRENT_A) -> float:
 def reference_plan(rig, tariff, planned_at, ready_by, energy_kwh, current_a: float = SENSE_CURRENT_A) -> ref.Plan:
     return ref.cheapest_plan(tariff, planned_at, ready_by, energy_kwh, current_a,
                              rig.profile["sense"]["nominal_v"], rig.profile["phases"])
+
+
+def planned_session(rig, prices: list[float], ready_by, slots_of_energy: float):
+    """Sense at MONDAY_EVENING with half-hour `prices` from 18:00 UTC and a target of
+    `slots_of_energy` slots' energy by `ready_by`, the vehicle plugged in and asking. Returns the
+    reference plan, when the vehicle asked, the meter reading before and the target energy."""
+    prepare(rig)
+    rig.set_time(MONDAY_EVENING)
+    tariff = tariff_from(EVENING_START, prices)
+    energy = round(slots_of_energy * slot_energy_kwh(rig), 3)
+    send_tariff_and_target(rig, tariff, energy, ready_by)
+    start_kwh = rig.meter.energy_kwh()
+    planned_at = rig.time.now()
+    asked_s = plug_and_ask(rig, SENSE_CURRENT_A)
+    return reference_plan(rig, tariff, planned_at, ready_by, energy), asked_s, start_kwh, energy
 
 
 def check_plan(rig, got: dict, want: ref.Plan, costs: bool = True) -> None:
@@ -112,19 +128,9 @@ def test_sense_plan_is_the_cheapest_feasible_and_charging_follows_it(ready, slot
     full ones (a planner that rounds the computed 3.0000000000000004 up plans a fourth), and a
     top-up well under a kilowatt-hour (charged in one slot, stopping at the target)."""
     rig = ready
-    prepare(rig)
-    rig.set_time(MONDAY_EVENING)
-    start = uk_time(2026, 1, 12, 18, 0)
     ready_by = uk_time(2026, 1, 12, 22, 30).astimezone(timezone.utc)
-    tariff = tariff_from(start, PRICES)
-    slot_kwh = slot_energy_kwh(rig)
-    energy = round(slots_of_energy * slot_kwh, 3)
-    send_tariff_and_target(rig, tariff, energy, ready_by)
-    start_kwh = rig.meter.energy_kwh()
-    planned_at = rig.time.now()
-    asked_s = plug_and_ask(rig, SENSE_CURRENT_A)
-    want = reference_plan(rig, tariff, planned_at, ready_by, energy)
-    assert want.feasible and want.slots[0] > start.astimezone(timezone.utc), "test data: a wait before the first slot"
+    want, asked_s, start_kwh, energy = planned_session(rig, PRICES, ready_by, slots_of_energy)
+    assert want.feasible and want.slots[0] > EVENING_START, "test data: a wait before the first slot"
     check_plan(rig, unit_plan(rig), want)
     rig.clock.sleep(rig.limit("ocpp.status_report_max_s"), "waiting for the first chosen slot")
     assert not rig.pilot.sense().l1, "Sense: energy before the first chosen slot"
@@ -147,17 +153,8 @@ def test_sense_stops_at_the_end_of_a_chosen_slot_with_no_chosen_slot_after_it(re
     for 10 s 100 s into the first slot (state B, then C again), as vehicles do: the unit's looks
     then no longer fall on slot boundaries by chance."""
     rig = ready
-    prepare(rig)
-    rig.set_time(MONDAY_EVENING)
-    start = uk_time(2026, 1, 12, 18, 0)
     ready_by = uk_time(2026, 1, 12, 22, 0).astimezone(timezone.utc)
-    tariff = tariff_from(start, PRICES_APART)
-    energy = round(1.9 * slot_energy_kwh(rig), 3)
-    send_tariff_and_target(rig, tariff, energy, ready_by)
-    start_kwh = rig.meter.energy_kwh()
-    planned_at = rig.time.now()
-    asked_s = plug_and_ask(rig, SENSE_CURRENT_A)
-    want = reference_plan(rig, tariff, planned_at, ready_by, energy)
+    want, asked_s, start_kwh, energy = planned_session(rig, PRICES_APART, ready_by, 1.9)
     apart = [b - a for a, b in zip(want.slots, want.slots[1:])]
     assert want.feasible and apart and min(apart) > 2 * ref.SLOT, f"test data: chosen slots {want.slots} not apart"
     check_plan(rig, unit_plan(rig), want)
