@@ -123,7 +123,8 @@ class DhcpServer(UdpService):
         self.netmask = str(config.get("netmask", "255.255.255.0"))
         self.router = str(config.get("router") or config.get("server_id") or self.host)
         self.dns: list[str] = [str(a) for a in config.get("dns", [])]
-        self.lease_s = int(config.get("lease_s", 86400))
+        self.configured_lease_s = int(config.get("lease_s", 86400))
+        self.lease_s = self.configured_lease_s  # a test may shorten it; the services' restore() sets it back
         self.server_id = str(config.get("server_id") or self.host)
         self.leased_to: bytes | None = None  # chaddr of the client holding the lease
 

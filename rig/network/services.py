@@ -128,6 +128,7 @@ class NetworkServices:
             server.set_mode("answer")
         self.dhcp.set_mode("answer")
         self.dhcp.dns = [self.config["dns_primary"], self.config["dns_secondary"]]
+        self.dhcp.lease_s = self.dhcp.configured_lease_s
         self.ntp.set_mode("answer")
         self.ntp.set_error(0.0)
 

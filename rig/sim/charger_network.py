@@ -216,6 +216,8 @@ class UnitNetwork(FirmwareFetch):
                 self._after(1.0, lambda: self._dhcp_discover(on_ready, 0))
                 return
             lease_s = msg.seconds(D.OPT_LEASE_TIME) or 86400
+            if self.defect == "dhcp-lease-time-ignored":
+                lease_s = 86400  # the bug: a day, whatever the server gave
             self.lease = Lease(msg.yiaddr, (msg.addresses(D.OPT_SERVER_ID) or [""])[0], msg.addresses(D.OPT_DNS),
                                self.clock.now() + lease_s)
             self._after(lease_s / 2, lambda: self._dhcp_renew(xid, mac))  # T1 (RFC 2131 4.4.5)

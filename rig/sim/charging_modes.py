@@ -183,8 +183,8 @@ class SensePlan:
     def charging_at(self, when: datetime) -> bool:
         return any(s <= when < s + SLOT for s in self.slots)
 
-    def next_edge(self, when: datetime, ends: bool = True) -> datetime | None:
-        """The next slot start or end after `when` (`ends` False: the known-bad sense-slot-end-missed)."""
+    def next_edge(self, when: datetime, ends: bool) -> datetime | None:
+        """The next slot start or end after `when` (`ends` False, starts only: the known-bad sense-slot-end-missed)."""
         edges = [e for s in self.slots for e in (s, s + SLOT) if e > when and (ends or e in self.slots)]
         return min(edges) if edges else None
 

@@ -211,6 +211,8 @@ CATALOGUE: dict[str, Defect] = {
         Defect("energy-reads-5pct-low", "its own energy meter reads 5 % low: within the regulation's 10 %, outside the 1 % target", ("MTR-04",)),
         # network (issue 6)
         Defect("resolver-skips-dhcp", "asks 1.1.1.1 first, never the DNS servers DHCP gave it", ("NET-02",)),
+        Defect("dhcp-lease-time-ignored", "takes every DHCP lease for a day whatever the server gave: a short lease "
+               "expires long before the unit renews it (RFC 2131 4.4.5)", ("NET-01",)),
         Defect("dhcp-nak-taken", "takes a DHCPNAK for an ACK (RFC 2131 3.1: start again with DISCOVER) and goes on "
                "without an address", ("NET-01",)),
         Defect("dhcp-xid-unchecked", "takes DHCP replies to any transaction (RFC 2131 4.4.1: only its own xid): a reply "

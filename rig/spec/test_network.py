@@ -24,6 +24,7 @@ from rig.spec.steps import reboot, start_charging
 COMMON_DEFAULTS = {"", "admin", "password", "1234", "12345678", "plugstream", "PlugStream", "default", "ocpp"}
 CHARGE_CYCLE_S = 3600.0  # one charging session of an hour, plug-in to unplug (the document names no length)
 IDLE_DAY_S = 86400.0
+SHORT_LEASE_S = 120  # the lease the rig's DHCP gives in the renewal test (a test condition)
 REFUSED_DHCP_S = 30.0  # DHCP NAKs every REQUEST this long after the unit's power-up (a test condition)
 STRAY_DHCP_S = 30.0  # DHCP answers only other clients' transactions this long after power-up (a test condition)
 #: after that, the unit's next DISCOVER may wait out its back-off (RFC 2131 4.1: up to 64 s) and a
@@ -122,6 +123,28 @@ def test_a_refused_dhcp_request_sends_the_unit_back_to_discover_without_using_th
     assert not other, (
         f"with every REQUEST refused the unit has no address, yet it sent {len(other)} packet(s) other than DHCP, "
         f"the first {other[0].proto} {other[0].src}:{other[0].sport} -> {other[0].dst}:{other[0].dport}")
+
+
+@pytest.mark.req("NET-01")
+def test_a_short_lease_is_renewed_before_it_expires_again_and_again(net):
+    """RFC 2131 4.4.5: the client renews its lease (a REQUEST for its address to the server that
+    gave it) before the lease expires, at T1 (half the lease by default), and so on with each
+    renewed lease. A 120 s lease from power-up, watched for three lease times: no gap between the
+    unit's REQUESTs as long as a lease."""
+    rig = net
+    dhcp = rig.network.dhcp
+    dhcp.lease_s = SHORT_LEASE_S
+    t0 = rig.clock.now()
+    rig.power_cycle()
+    rig.clock.sleep(3 * SHORT_LEASE_S, "three short leases")
+    asked = [q for q in dhcp.queries(since=t0) if q.what == f"REQUEST {dhcp.lease_address}"]
+    times = [q.time for q in asked]
+    assert len(times) >= 3, f"in {3 * SHORT_LEASE_S} s with a {SHORT_LEASE_S} s lease the unit asked for it " \
+                            f"{len(times)} time(s) (the first REQUEST and at least two renewals expected)"
+    gaps = [b - a for a, b in zip(times, times[1:])] + [rig.clock.now() - times[-1]]
+    assert max(gaps) < SHORT_LEASE_S, (
+        f"{max(gaps):.1f} s without a REQUEST for a {SHORT_LEASE_S} s lease: it expired before the unit renewed it "
+        f"(REQUESTs at {[round(t - t0, 1) for t in times]} s after power-off)")
 
 
 @pytest.mark.req("NET-02")

@@ -210,8 +210,8 @@ def test_ignoring_ready_by_picks_late_slots():
 def test_plan_slot_edges():
     plan = M.SensePlan((START, START + 2 * M.SLOT), 7.36, 0, 0, True)
     assert plan.charging_at(START) and not plan.charging_at(START + M.SLOT)
-    assert plan.next_edge(START) == START + M.SLOT
-    assert plan.next_edge(START + 3 * M.SLOT) is None
+    assert plan.next_edge(START, ends=True) == START + M.SLOT
+    assert plan.next_edge(START + 3 * M.SLOT, ends=True) is None
     assert json.loads(json.dumps(plan.as_data()))["slots"] == ["2026-01-05T18:00:00Z", "2026-01-05T19:00:00Z"]
 
 
