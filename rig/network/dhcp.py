@@ -102,6 +102,9 @@ def _parse_options(raw: bytes) -> dict[int, bytes]:
     return options
 
 
+DEFAULT_LEASE_S = 86400  # a day, unless the rig file sets [network] dhcp_lease_s
+
+
 class DhcpServer(UdpService):
     """One-lease DHCP server. Config: host, port (67 on a real bench), mode (answer | silent | stray:
     every reply carries another transaction's xid and offers another address, as replies to another
@@ -123,7 +126,7 @@ class DhcpServer(UdpService):
         self.netmask = str(config.get("netmask", "255.255.255.0"))
         self.router = str(config.get("router") or config.get("server_id") or self.host)
         self.dns: list[str] = [str(a) for a in config.get("dns", [])]
-        self.configured_lease_s = int(config.get("lease_s", 86400))
+        self.configured_lease_s = int(config.get("lease_s", DEFAULT_LEASE_S))
         self.lease_s = self.configured_lease_s  # a test may shorten it; the services' restore() sets it back
         self.server_id = str(config.get("server_id") or self.host)
         self.leased_to: bytes | None = None  # chaddr of the client holding the lease

@@ -20,7 +20,7 @@ from rig.core.errors import ServiceFaults
 from rig.network import (BROADCAST, DHCP_SERVER_PORT, DNS_PORT, HTTPS_PORT, NTP_HOST, NTP_PORT, OCPP_HOST, PUBLIC_DNS,
                          SETUP_HOST)
 from rig.network.ca import TestAuthority
-from rig.network.dhcp import DhcpServer
+from rig.network.dhcp import DEFAULT_LEASE_S, DhcpServer
 from rig.network.dns import DnsServer
 from rig.network.firmware import FirmwareServer
 from rig.network.ntp import NtpServer
@@ -90,7 +90,7 @@ class NetworkServices:
         self.dhcp = DhcpServer("dhcp", {
             "host": "0.0.0.0" if self.standard_ports else self.address, "port": self._port(DHCP_SERVER_PORT),
             "lease_address": self.unit_address, "netmask": c.get("netmask", "255.255.255.0"),
-            "router": self.address, "server_id": self.address, "lease_s": c.get("dhcp_lease_s", 86400),
+            "router": self.address, "server_id": self.address, "lease_s": c.get("dhcp_lease_s", DEFAULT_LEASE_S),
             "dns": [c["dns_primary"], c["dns_secondary"]],
         }, self.clock, loop).open()
         for role in DNS_ORDER:

@@ -56,6 +56,7 @@ from rig.sim.emulated_link import EmulatedLink
 
 DHCP_RETRIES_S = (4.0, 8.0, 16.0, 32.0)  # RFC 2131 4.1 back-off, then the cycle starts again
 DHCP_RESTART_S = 60.0
+DHCP_UNSTATED_LEASE_S = 86400  # an ACK without option 51 (RFC 2131 table 3 requires it): taken for a day
 DNS_TIMEOUT_S = 2.0  # per server: "if it does not respond promptly"
 NTP_TIMEOUT_S = 5.0
 NTP_TRIES = 2
@@ -215,9 +216,9 @@ class UnitNetwork(FirmwareFetch):
             if refused:
                 self._after(1.0, lambda: self._dhcp_discover(on_ready, 0))
                 return
-            lease_s = msg.seconds(D.OPT_LEASE_TIME) or 86400
+            lease_s = msg.seconds(D.OPT_LEASE_TIME) or DHCP_UNSTATED_LEASE_S
             if self.defect == "dhcp-lease-time-ignored":
-                lease_s = 86400  # the bug: a day, whatever the server gave
+                lease_s = DHCP_UNSTATED_LEASE_S  # the bug: a day, whatever the server gave
             self.lease = Lease(msg.yiaddr, (msg.addresses(D.OPT_SERVER_ID) or [""])[0], msg.addresses(D.OPT_DNS),
                                self.clock.now() + lease_s)
             self._after(lease_s / 2, lambda: self._dhcp_renew(xid, mac))  # T1 (RFC 2131 4.4.5)
@@ -239,7 +240,7 @@ class UnitNetwork(FirmwareFetch):
 
         def acked(msg: D.DhcpMessage) -> None:
             if msg.message_type == D.ACK:
-                lease_s = msg.seconds(D.OPT_LEASE_TIME) or 86400
+                lease_s = msg.seconds(D.OPT_LEASE_TIME) or DHCP_UNSTATED_LEASE_S
                 lease.expires_at = self.clock.now() + lease_s
                 self._after(lease_s / 2, lambda: self._dhcp_renew(xid, mac))
 
