@@ -57,6 +57,8 @@ class ChargerOcpp:
 
     def _power_off(self) -> None:
         self._power_epoch += 1
+        if self.client is not None:  # the connection dies with the supply: nothing goes out from here
+            self.client.close()
         self.pen.powered_down()
         self.rcd.powered_down()
         for key in list(self._timers):
@@ -76,8 +78,6 @@ class ChargerOcpp:
             self.plant.line_closed = self.plant.neutral_closed = False
         self._set_generator("off")
         self._show("off", "solid")
-        if self.client is not None:
-            self.client.close()
 
     def _self_test_done(self) -> None:
         self.booting = False
@@ -132,6 +132,8 @@ class ChargerOcpp:
     def _on_connected(self) -> None:
         with self.plant.lock:
             self._send_boot_notification()
+            if self.defect == "tx-sent-before-accepted":
+                self._pump_tx()  # the bug: what it kept flushed at connect, before the BootNotification's answer
             self._update_led()
             if self.defect == "chatty-heartbeat":  # its own diagnostic heartbeat, whatever the interval
                 from rig.sim.charger_network import CHATTY_HEARTBEAT_S, chatty_heartbeat
@@ -233,7 +235,8 @@ class ChargerOcpp:
         self._pump_tx()
 
     def _pump_tx(self) -> None:
-        if self.tx_in_flight or not self.tx_queue or not self.online or self.registration != "accepted":
+        registered = self.registration == "accepted" or self.defect == "tx-sent-before-accepted"  # (the bug: any time)
+        if self.tx_in_flight or not self.tx_queue or not self.online or not registered:
             return
         head = self.tx_queue[0]
         payload = head.build()

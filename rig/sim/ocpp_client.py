@@ -89,6 +89,7 @@ class OcppClient:
         self._ids = ocppj.MessageIds("cp-")
         self._link: Link | None = None
         self._connecting = False
+        self._hung_up = False  # close() asked: nothing more goes out, before the loop has closed the link
         self._session_task: asyncio.Task | None = None
         self._pending: dict[str, _PendingCall] = {}
         self._connect_tag = f"ocpp-connect:{cp_id}"
@@ -101,16 +102,19 @@ class OcppClient:
     @property
     def connected(self) -> bool:
         link = self._link
-        return link is not None and link.open and not link.closing
+        return link is not None and link.open and not link.closing and not self._hung_up
 
     # -- connection --------------------------------------------------------------------------
     def connect(self) -> None:
         """Start connecting (non-blocking); a no-op while connected or connecting."""
+        self._hung_up = False
         self.clock.io_begin(self._connect_tag)  # held until on_connected/on_disconnected has run
         self._run_in_loop(self._start_connecting, counted=False)
 
     def close(self) -> None:
-        """Close the connection from the charger's side (non-blocking); on_disconnected follows."""
+        """Close the connection from the charger's side (non-blocking); on_disconnected follows.
+        `connected` is False from here on, so nothing sent after this call goes out."""
+        self._hung_up = True
         self._run_in_loop(self._close_now)
 
     def _start_connecting(self) -> None:

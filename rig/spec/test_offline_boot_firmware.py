@@ -326,6 +326,29 @@ def test_boot_pending_or_rejected_white_solid_and_only_retries(ready, answer):
     assert blue.state == "blue_solid", f"accepted at last: expected blue solid, saw {blue.explain()}"
 
 
+@pytest.mark.req("BOOT-02", "OCPP-20")
+def test_a_stop_kept_through_a_power_loss_waits_until_the_boot_is_accepted(charging):
+    """The supply fails while the vehicle charges, and the unit comes back to a central system
+    that answers its BootNotification Pending. The StopTransaction (PowerLoss) it kept through the
+    loss is a request like any other: BOOT-02 allows nothing but the next BootNotification until
+    it is accepted, and then the stop goes out (OCPP-20). Found by mutation (measurement 15: the
+    queue's registration check had no test that needed it); a unit that flushes what it kept as
+    soon as it is connected fails here."""
+    rig = charging
+    tx = transaction_id_of(rig, sent_since(rig, "StartTransaction", 0.0)[-1])
+    rig.central.script("BootNotification", pending(BOOT_RETRY_S))
+    mark = rig.central.mark()
+    rig.power_cycle()
+    first = rig.central.wait_for("BootNotification", timeout=rig.limit("boot.self_test_max_s")
+                                 + rig.limit("boot.accept_max_s"), after=mark)
+    second = rig.central.wait_for("BootNotification", timeout=BOOT_RETRY_S + rig.limit("boot.retry_tolerance_s") + 1,
+                                  after=first)
+    check_only_boots_between(rig, first, second)
+    stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=second)
+    assert stop.payload["transactionId"] == tx and stop.payload.get("reason") == "PowerLoss", (
+        f"after the acceptance: expected transaction {tx} stopped (PowerLoss), got {stop.payload}")
+
+
 # ----------------------------------------------------------------------------- firmware
 def firmware_location(rig, version: str) -> str:
     """Where the unit can fetch `version`: the rig's own firmware server when the rig is the
