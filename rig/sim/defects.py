@@ -121,8 +121,7 @@ CATALOGUE: dict[str, Defect] = {
         Defect("tx-stuck-after-lost-connection", "a transaction message on its way when the connection drops stays "
                "marked in flight: it and every later one are never sent", ("OCPP-20",)),
         Defect("tx-sent-before-accepted", "sends the transaction messages it kept through a power loss as soon as "
-               "it is connected, before its BootNotification is answered (sent while Pending; refused by a central system "
-               "that has not accepted it yet, so sent twice)", ("BOOT-02", "OCPP-20")),
+               "it is connected, before its BootNotification is answered: while Pending too", ("BOOT-02",)),
         Defect("remote-start-while-faulted", "answers RemoteStartTransaction Accepted while faulted (a vehicle with "
                "a shorted diode plugged in): a start it cannot make", ("OCPP-11",)),
         Defect("remote-start-skips-authorize", "with AuthorizeRemoteTxRequests true starts a remote transaction "

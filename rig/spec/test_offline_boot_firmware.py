@@ -331,8 +331,8 @@ def test_a_stop_kept_through_a_power_loss_waits_until_the_boot_is_accepted(charg
     """The supply fails while the vehicle charges, and the unit comes back to a central system
     that answers its BootNotification Pending. The StopTransaction (PowerLoss) it kept through the
     loss is a request like any other: BOOT-02 allows nothing but the next BootNotification until
-    it is accepted, and then the stop goes out (OCPP-20). Found by mutation (measurement 15: the
-    queue's registration check had no test that needed it); a unit that flushes what it kept as
+    it is accepted, and then the stop goes out (OCPP-20). Found by mutation (measurement 15: no test
+    had a transaction message kept while a boot was Pending); a unit that flushes what it kept as
     soon as it is connected fails here."""
     rig = charging
     tx = transaction_id_of(rig, sent_since(rig, "StartTransaction", 0.0)[-1])
