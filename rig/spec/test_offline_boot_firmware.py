@@ -300,6 +300,18 @@ def check_only_boots_between(rig, first, second) -> None:
     assert not calls, f"BOOT-02 the unit sent {[m.action for m in calls]} while not accepted"
 
 
+def wait_boot(rig, mark):
+    """The unit's BootNotification after a power cycle made at central-system mark `mark`."""
+    return rig.central.wait_for("BootNotification", timeout=rig.limit("boot.self_test_max_s")
+                                + rig.limit("boot.accept_max_s"), after=mark)
+
+
+def wait_boot_retry(rig, first):
+    """The next BootNotification after `first`, answered Pending or Rejected with BOOT_RETRY_S."""
+    return rig.central.wait_for("BootNotification", timeout=BOOT_RETRY_S + rig.limit("boot.retry_tolerance_s") + 1,
+                                after=first)
+
+
 @pytest.mark.req("BOOT-02", "LED-05")
 @pytest.mark.parametrize("answer", ["Pending", "Rejected"])
 def test_boot_pending_or_rejected_white_solid_and_only_retries(ready, answer):
@@ -308,16 +320,14 @@ def test_boot_pending_or_rejected_white_solid_and_only_retries(ready, answer):
     rig.central.script("BootNotification", reply)
     mark = rig.central.mark()
     rig.power_cycle()
-    first = rig.central.wait_for("BootNotification", timeout=rig.limit("boot.self_test_max_s")
-                                 + rig.limit("boot.accept_max_s"), after=mark)
+    first = wait_boot(rig, mark)
     rig.clock.sleep(rig.limit("ocpp.status_report_max_s"))
     expect_led(rig, "white_solid", f"BootNotification {answer}")
     if answer == "Pending":  # the central system may still configure a pending unit
         got = rig.central.call("GetConfiguration", {"key": [rig.profile["ocpp"]["config_charging_mode"]]},
                                cp_id=rig.cp_id)
         assert got.get("configurationKey"), f"GetConfiguration while Pending answered {got}"
-    second = rig.central.wait_for("BootNotification", timeout=BOOT_RETRY_S + rig.limit("boot.retry_tolerance_s") + 1,
-                                  after=first)
+    second = wait_boot_retry(rig, first)
     rig.check(f"next BootNotification after {answer}", second.time - first.time, "s",
               BOOT_RETRY_S - rig.limit("boot.retry_tolerance_s"), BOOT_RETRY_S + rig.limit("boot.retry_tolerance_s"),
               f"BOOT-02 interval {BOOT_RETRY_S} s; {rig.source_of('boot.retry_tolerance_s')}")
@@ -339,10 +349,8 @@ def test_a_stop_kept_through_a_power_loss_waits_until_the_boot_is_accepted(charg
     rig.central.script("BootNotification", pending(BOOT_RETRY_S))
     mark = rig.central.mark()
     rig.power_cycle()
-    first = rig.central.wait_for("BootNotification", timeout=rig.limit("boot.self_test_max_s")
-                                 + rig.limit("boot.accept_max_s"), after=mark)
-    second = rig.central.wait_for("BootNotification", timeout=BOOT_RETRY_S + rig.limit("boot.retry_tolerance_s") + 1,
-                                  after=first)
+    first = wait_boot(rig, mark)
+    second = wait_boot_retry(rig, first)
     check_only_boots_between(rig, first, second)
     stop = rig.central.wait_for("StopTransaction", timeout=rig.limit("ocpp.status_report_max_s"), after=second)
     assert stop.payload["transactionId"] == tx and stop.payload.get("reason") == "PowerLoss", (
